@@ -1,0 +1,3 @@
+DROP TABLE follows;
+DROP TABLE comments;
+DROP TABLE review_likes;

@@ -1,0 +1,14 @@
+DROP FUNCTION nexora_recount();
+DROP TRIGGER follows_counters ON follows;
+DROP FUNCTION nexora_follows_counters();
+DROP TRIGGER comments_counters ON comments;
+DROP FUNCTION nexora_comments_counters();
+DROP TRIGGER review_likes_counters ON review_likes;
+DROP FUNCTION nexora_likes_counters();
+DROP TRIGGER titles_counters ON titles;
+DROP FUNCTION nexora_titles_counters();
+DROP TRIGGER reviews_counters ON reviews;
+DROP FUNCTION nexora_reviews_counters();
+DROP FUNCTION nexora_title_rating(BIGINT, INTEGER, BIGINT);
+DROP FUNCTION nexora_bump_platform(TEXT, BIGINT);
+DROP TABLE platform_counters;

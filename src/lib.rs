@@ -1,0 +1,10 @@
+//! nexora: a GraphQL API for a review platform (movies, series, miniseries,
+//! anime) over Postgres, with a Redis query-result cache.
+//!
+//! `main.rs` only calls [`cli::run`]; tests build the real router with
+//! [`app::App::build`] and [`http::router`].
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
