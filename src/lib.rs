@@ -4,7 +4,10 @@
 //! `main.rs` only calls [`cli::run`]; tests build the real router with
 //! [`app::App::build`] and [`http::router`].
 
+pub mod app;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod graphql;
 pub mod http;
+pub mod auth;

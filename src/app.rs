@@ -1,0 +1,50 @@
+//! Wiring: the shared services every request uses.
+
+use std::sync::Arc;
+
+use async_graphql::dataloader::DataLoader;
+
+use crate::{
+    auth::Auth,
+    config::Config,
+    db::Db,
+    graphql::{
+        loader::DbLoader,
+        schema::{AppSchema, schema_builder},
+    },
+};
+
+/// Services shared by all requests of one instance (schema data).
+pub struct Services {
+    /// Runtime configuration.
+    pub config: Arc<Config>,
+    /// Postgres pool.
+    pub db: Db,
+    /// Batching loader.
+    pub loader: DataLoader<DbLoader>,
+    /// Token issuing and checking.
+    pub auth: Auth,
+}
+
+/// One server instance: its services and its schema.
+#[derive(Clone)]
+pub struct App {
+    /// Shared services.
+    pub services: Arc<Services>,
+    /// The executable schema.
+    pub schema: AppSchema,
+}
+
+impl App {
+    /// Builds an instance over an existing pool.
+    pub fn build(config: Config, db: Db, jwt_secret: &[u8]) -> Self {
+        let loader = DataLoader::new(DbLoader::new(db.clone()), tokio::spawn)
+            .delay(std::time::Duration::from_micros(500))
+            .max_batch_size(500);
+        let auth = Auth::new(jwt_secret, config.jwt_ttl);
+        let config = Arc::new(config);
+        let services = Arc::new(Services { config: config.clone(), db, loader, auth });
+        let schema = schema_builder(&config).data(services.clone()).finish();
+        Self { services, schema }
+    }
+}
