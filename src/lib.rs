@@ -11,3 +11,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod auth;
+pub mod cli;
+pub mod seed;
+pub mod server;
+pub mod telemetry;

@@ -183,11 +183,13 @@ pub async fn execute(app: &App, viewer: Viewer, input: GqlInput, method: &Method
     }
     let state = RequestState::new(viewer);
     let mut request = async_graphql::Request::new(query).variables(variables).data(state.clone());
-    if let Some(name) = input.operation_name {
-        request = request.operation_name(name);
+    let operation_name = input.operation_name;
+    if let Some(name) = &operation_name {
+        request = request.operation_name(name.clone());
     }
-    request.set_parsed_query(doc);
-    let response = app.schema.execute(request).await;
+    request.set_parsed_query(doc.clone());
+    let mut response = app.schema.execute(request).await;
+    super::order::reorder(&doc, operation_name.as_deref(), &mut response.data);
     finish(response, op, media, &state)
 }
 

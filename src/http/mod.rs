@@ -3,6 +3,7 @@
 pub mod graphql;
 pub mod health;
 pub mod ide;
+pub mod order;
 pub mod request;
 
 use std::{
