@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 
-use async_graphql::dataloader::DataLoader;
-
 use crate::{
     auth::Auth,
     config::Config,
     db::Db,
     graphql::{
+        batch::Batcher,
         loader::DbLoader,
         schema::{AppSchema, schema_builder},
     },
@@ -21,7 +20,7 @@ pub struct Services {
     /// Postgres pool.
     pub db: Db,
     /// Batching loader.
-    pub loader: DataLoader<DbLoader>,
+    pub loader: Batcher,
     /// Token issuing and checking.
     pub auth: Auth,
 }
@@ -38,12 +37,15 @@ pub struct App {
 impl App {
     /// Builds an instance over an existing pool.
     pub fn build(config: Config, db: Db, jwt_secret: &[u8]) -> Self {
-        let loader = DataLoader::new(DbLoader::new(db.clone()), tokio::spawn)
-            .delay(std::time::Duration::from_micros(500))
-            .max_batch_size(500);
+        let loader = Batcher::new(DbLoader::new(db.clone()));
         let auth = Auth::new(jwt_secret, config.jwt_ttl);
         let config = Arc::new(config);
-        let services = Arc::new(Services { config: config.clone(), db, loader, auth });
+        let services = Arc::new(Services {
+            config: config.clone(),
+            db,
+            loader,
+            auth,
+        });
         let schema = schema_builder(&config).data(services.clone()).finish();
         Self { services, schema }
     }

@@ -45,28 +45,49 @@ impl Auth {
     /// A random 32-byte secret, for demo mode only (tokens die with the process).
     pub fn random_secret() -> AppResult<Vec<u8>> {
         let mut secret = vec![0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| AppError::Internal(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut secret)
+            .map_err(|e| AppError::Internal(format!("no randomness: {e}")))?;
         Ok(secret)
     }
 
     /// A signed token for `user_id`.
     pub fn issue(&self, user_id: i64) -> AppResult<String> {
         let now = chrono::Utc::now().timestamp().max(0) as u64;
-        let claims = Claims { sub: user_id.to_string(), iat: now, exp: now + self.ttl.as_secs() };
+        self.issue_expiring(user_id, now, now + self.ttl.as_secs())
+    }
+
+    /// A signed token with explicit times (unix seconds); tests use it to
+    /// make expired tokens without waiting.
+    pub fn issue_expiring(
+        &self,
+        user_id: i64,
+        issued_at: u64,
+        expires_at: u64,
+    ) -> AppResult<String> {
+        let claims = Claims {
+            sub: user_id.to_string(),
+            iat: issued_at,
+            exp: expires_at,
+        };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AppError::Internal(format!("signing token: {e}")))
     }
 
     /// The user id in a valid token; malformed, forged or expired → `UNAUTHENTICATED`.
     pub fn verify(&self, token: &str) -> AppResult<i64> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            let why = match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired; sign in again",
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => "the token's signature is not valid",
-                _ => "the token is malformed",
-            };
-            AppError::Unauthenticated(why.into())
-        })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                let why = match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        "the token has expired; sign in again"
+                    }
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                        "the token's signature is not valid"
+                    }
+                    _ => "the token is malformed",
+                };
+                AppError::Unauthenticated(why.into())
+            })?;
         data.claims
             .sub
             .parse()
@@ -78,7 +99,9 @@ impl Auth {
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| AppError::Unauthenticated("Authorization must be `Bearer <token>`".into()))?;
+            .ok_or_else(|| {
+                AppError::Unauthenticated("Authorization must be `Bearer <token>`".into())
+            })?;
         self.verify(token.trim())
     }
 }
@@ -105,7 +128,11 @@ pub async fn verify_password(hash: Option<String>, password: String) -> AppResul
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let ok = PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false);
         known && ok
     })
@@ -123,8 +150,17 @@ mod tests {
         let token = auth.issue(42).expect("issue");
         assert_eq!(auth.verify(&token), Ok(42));
         let other = Auth::new(&[8u8; 32], Duration::from_secs(60));
-        assert_eq!(other.verify(&token).map_err(|e| e.code()), Err("UNAUTHENTICATED"));
+        assert_eq!(
+            other.verify(&token).map_err(|e| e.code()),
+            Err("UNAUTHENTICATED")
+        );
         assert!(auth.verify("abc.def.ghi").is_err());
+        let now = chrono::Utc::now().timestamp() as u64;
+        let expired = auth.issue_expiring(42, now - 120, now - 60).expect("issue");
+        assert_eq!(
+            auth.verify(&expired).map_err(|e| e.code()),
+            Err("UNAUTHENTICATED")
+        );
         assert!(auth.from_header("Basic xyz").is_err());
     }
 
@@ -132,8 +168,16 @@ mod tests {
     async fn password_hash_round_trip() {
         let hash = hash_password("correct horse".into()).await.expect("hash");
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password(Some(hash.clone()), "correct horse".into()).await.expect("v"));
-        assert!(!verify_password(Some(hash), "wrong".into()).await.expect("v"));
+        assert!(
+            verify_password(Some(hash.clone()), "correct horse".into())
+                .await
+                .expect("v")
+        );
+        assert!(
+            !verify_password(Some(hash), "wrong".into())
+                .await
+                .expect("v")
+        );
         assert!(!verify_password(None, "anything".into()).await.expect("v"));
     }
 }

@@ -28,6 +28,8 @@ pub enum Command {
     Migrate,
     /// Fill the database with deterministic, realistic sample data.
     Seed(SeedArgs),
+    /// Print the schema (SDL) the server serves: `nexora schema > schema.graphql`.
+    Schema,
     /// Administrative tasks.
     Admin {
         /// The task.

@@ -10,22 +10,86 @@ use anyhow::{Context, bail};
 
 /// Name, default and meaning of every environment variable the server reads.
 pub const ENV_VARS: &[(&str, &str, &str)] = &[
-    ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nexora", "Postgres URL; the database is created if missing"),
-    ("REDIS_URL", "redis://127.0.0.1:6379", "Redis URL for cache, rate limits and persisted queries; `memory` = in-process cache (one instance only)"),
-    ("LISTEN_ADDR", "127.0.0.1:8080", "address:port the HTTP server binds"),
-    ("JWT_SECRET", "(none)", "HS256 signing secret, at least 32 bytes; required unless `serve --demo`"),
-    ("JWT_TTL_SECS", "604800", "lifetime of issued tokens (7 days)"),
-    ("CACHE_DEFAULT_TTL_SECS", "300", "upper bound on any cached result's freshness, in seconds; 0 disables the query cache"),
-    ("CACHE_STALE_SECS", "3600", "how long past freshness an entry may still be served while Postgres is down"),
-    ("REDIS_TIMEOUT_MS", "50", "timeout of each Redis command on the request path"),
-    ("RATE_LIMIT_WRITES_PER_MINUTE", "30", "mutations per user per sliding minute; 0 disables the limit"),
-    ("DATABASE_POOL_SIZE", "16", "maximum Postgres connections per instance"),
-    ("DATABASE_TIMEOUT_MS", "1500", "wait for a pooled connection / connect timeout; an exhausted pool answers SERVICE_UNAVAILABLE"),
-    ("DATABASE_STATEMENT_TIMEOUT_MS", "5000", "Postgres statement_timeout of API connections"),
-    ("CORS_ALLOWED_ORIGINS", "*", "comma-separated origins allowed by CORS, or `*`"),
-    ("GRAPHQL_INTROSPECTION", "true", "`false` turns schema introspection off"),
-    ("GRAPHQL_MAX_DEPTH", "15", "deepest selection nesting accepted"),
-    ("GRAPHQL_MAX_COMPLEXITY", "5000", "largest query complexity accepted (roughly, fields selected times page sizes)"),
+    (
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/nexora",
+        "Postgres URL; the database is created if missing",
+    ),
+    (
+        "REDIS_URL",
+        "redis://127.0.0.1:6379",
+        "Redis URL for cache, rate limits and persisted queries; `memory` = in-process cache (one instance only)",
+    ),
+    (
+        "LISTEN_ADDR",
+        "127.0.0.1:8080",
+        "address:port the HTTP server binds",
+    ),
+    (
+        "JWT_SECRET",
+        "(none)",
+        "HS256 signing secret, at least 32 bytes; required unless `serve --demo`",
+    ),
+    (
+        "JWT_TTL_SECS",
+        "604800",
+        "lifetime of issued tokens (7 days)",
+    ),
+    (
+        "CACHE_DEFAULT_TTL_SECS",
+        "300",
+        "upper bound on any cached result's freshness, in seconds; 0 disables the query cache",
+    ),
+    (
+        "CACHE_STALE_SECS",
+        "3600",
+        "how long past freshness an entry may still be served while Postgres is down",
+    ),
+    (
+        "REDIS_TIMEOUT_MS",
+        "50",
+        "timeout of each Redis command on the request path",
+    ),
+    (
+        "RATE_LIMIT_WRITES_PER_MINUTE",
+        "30",
+        "mutations per user per sliding minute; 0 disables the limit",
+    ),
+    (
+        "DATABASE_POOL_SIZE",
+        "16",
+        "maximum Postgres connections per instance",
+    ),
+    (
+        "DATABASE_TIMEOUT_MS",
+        "1500",
+        "wait for a pooled connection / connect timeout; an exhausted pool answers SERVICE_UNAVAILABLE",
+    ),
+    (
+        "DATABASE_STATEMENT_TIMEOUT_MS",
+        "5000",
+        "Postgres statement_timeout of API connections",
+    ),
+    (
+        "CORS_ALLOWED_ORIGINS",
+        "*",
+        "comma-separated origins allowed by CORS, or `*`",
+    ),
+    (
+        "GRAPHQL_INTROSPECTION",
+        "true",
+        "`false` turns schema introspection off",
+    ),
+    (
+        "GRAPHQL_MAX_DEPTH",
+        "15",
+        "deepest selection nesting accepted",
+    ),
+    (
+        "GRAPHQL_MAX_COMPLEXITY",
+        "5000",
+        "largest query complexity accepted (roughly, fields selected times page sizes)",
+    ),
     ("LOG_FORMAT", "text", "`text` or `json`"),
     ("RUST_LOG", "info", "log filter, e.g. `info,nexora=debug`"),
 ];
@@ -47,6 +111,8 @@ pub struct Config {
     pub cache_default_ttl: Duration,
     /// Stale-if-error window past freshness.
     pub cache_stale: Duration,
+    /// Prefix of every Redis key this instance writes.
+    pub redis_key_prefix: String,
     /// Per-command Redis timeout.
     pub redis_timeout: Duration,
     /// Writes per user per minute; 0 = unlimited.
@@ -86,7 +152,9 @@ impl Config {
     /// Builds a config from any name → value lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let var = |name: &str| -> String {
-            get(name).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default_of(name).to_owned())
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| default_of(name).to_owned())
         };
         let num = |name: &str| -> anyhow::Result<u64> {
             let raw = var(name);
@@ -102,22 +170,28 @@ impl Config {
             }
         };
         let listen_raw = var("LISTEN_ADDR");
-        let listen_addr = listen_raw
-            .parse()
-            .with_context(|| format!("LISTEN_ADDR={listen_raw:?} is not an address:port such as 127.0.0.1:8080"))?;
+        let listen_addr = listen_raw.parse().with_context(|| {
+            format!("LISTEN_ADDR={listen_raw:?} is not an address:port such as 127.0.0.1:8080")
+        })?;
         let database_url = var("DATABASE_URL");
         if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
             bail!("DATABASE_URL={database_url:?} must start with postgres://");
         }
         let redis_url = var("REDIS_URL");
-        if redis_url != "memory" && !redis_url.starts_with("redis://") && !redis_url.starts_with("rediss://") {
+        if redis_url != "memory"
+            && !redis_url.starts_with("redis://")
+            && !redis_url.starts_with("rediss://")
+        {
             bail!("REDIS_URL={redis_url:?} must start with redis:// (or be `memory`)");
         }
         let jwt_secret = get("JWT_SECRET").filter(|s| !s.is_empty());
         if let Some(secret) = &jwt_secret
             && secret.len() < 32
         {
-            bail!("JWT_SECRET is {} bytes; it must be at least 32", secret.len());
+            bail!(
+                "JWT_SECRET is {} bytes; it must be at least 32",
+                secret.len()
+            );
         }
         let log_json = match var("LOG_FORMAT").as_str() {
             "text" => false,
@@ -128,7 +202,11 @@ impl Config {
         let cors_allowed_origins = if origins.trim() == "*" {
             Vec::new()
         } else {
-            origins.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect()
+            origins
+                .split(',')
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect()
         };
         let pool = num("DATABASE_POOL_SIZE")?;
         if pool == 0 || pool > 1000 {
@@ -142,6 +220,7 @@ impl Config {
             jwt_ttl: Duration::from_secs(num("JWT_TTL_SECS")?.max(1)),
             cache_default_ttl: Duration::from_secs(num("CACHE_DEFAULT_TTL_SECS")?),
             cache_stale: Duration::from_secs(num("CACHE_STALE_SECS")?),
+            redis_key_prefix: var("REDIS_KEY_PREFIX"),
             redis_timeout: Duration::from_millis(num("REDIS_TIMEOUT_MS")?.max(1)),
             rate_limit_writes_per_minute: u32::try_from(num("RATE_LIMIT_WRITES_PER_MINUTE")?)
                 .context("RATE_LIMIT_WRITES_PER_MINUTE is too large")?,
@@ -161,7 +240,10 @@ impl Config {
     pub fn help_text() -> String {
         let mut out = String::from("Environment variables:\n");
         for (name, default, meaning) in ENV_VARS {
-            out.push_str(&format!("  {name:<31} {meaning}\n  {:<31} default: {default}\n", ""));
+            out.push_str(&format!(
+                "  {name:<31} {meaning}\n  {:<31} default: {default}\n",
+                ""
+            ));
         }
         out
     }
@@ -179,7 +261,12 @@ mod tests {
     use super::*;
 
     fn with(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
-        Config::from_lookup(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()))
+        Config::from_lookup(|k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
 
     #[test]

@@ -150,13 +150,14 @@ impl From<AppError> for async_graphql::Error {
                     e.set("code", code);
                     e.set("field", field.as_str());
                 }),
-            AppError::RateLimited { retry_after_secs } => {
-                async_graphql::Error::new(err.message()).extend_with(|_, e| {
+            AppError::RateLimited { retry_after_secs } => async_graphql::Error::new(err.message())
+                .extend_with(|_, e| {
                     e.set("code", code);
                     e.set("retryAfter", retry_after_secs);
-                })
+                }),
+            other => {
+                async_graphql::Error::new(other.message()).extend_with(|_, e| e.set("code", code))
             }
-            other => async_graphql::Error::new(other.message()).extend_with(|_, e| e.set("code", code)),
         }
     }
 }

@@ -5,13 +5,13 @@
 //! [`app::App::build`] and [`http::router`].
 
 pub mod app;
+pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
-pub mod auth;
-pub mod cli;
 pub mod seed;
 pub mod server;
 pub mod telemetry;

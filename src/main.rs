@@ -13,7 +13,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    nexora::telemetry::init(&config);
+    if !matches!(cli.command, Some(nexora::cli::Command::Schema)) {
+        nexora::telemetry::init(&config);
+    }
     match nexora::server::run(cli, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -64,31 +64,128 @@ impl Rng {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "Silent", "Crimson", "Last", "Hidden", "Broken", "Golden", "Endless", "Midnight", "Lost", "Wild", "Frozen",
-    "Electric", "Hollow", "Burning", "Distant", "Iron", "Velvet", "Shattered", "Quiet", "Neon", "Savage", "Paper",
-    "Glass", "Northern", "Little", "Eternal", "Wandering", "Secret", "Final", "Scarlet",
+    "Silent",
+    "Crimson",
+    "Last",
+    "Hidden",
+    "Broken",
+    "Golden",
+    "Endless",
+    "Midnight",
+    "Lost",
+    "Wild",
+    "Frozen",
+    "Electric",
+    "Hollow",
+    "Burning",
+    "Distant",
+    "Iron",
+    "Velvet",
+    "Shattered",
+    "Quiet",
+    "Neon",
+    "Savage",
+    "Paper",
+    "Glass",
+    "Northern",
+    "Little",
+    "Eternal",
+    "Wandering",
+    "Secret",
+    "Final",
+    "Scarlet",
 ];
 const NOUNS: &[&str] = &[
-    "Horizon", "Kingdom", "Garden", "River", "Empire", "Signal", "Harbor", "Orchard", "Protocol", "Lantern",
-    "Frontier", "Tide", "Requiem", "Mirror", "Station", "Summer", "Winter", "Machine", "Crown", "Witness",
-    "Voyage", "Circuit", "Legacy", "Shadow", "Canyon", "Dynasty", "Echo", "Labyrinth", "Monsoon", "Sparrow",
+    "Horizon",
+    "Kingdom",
+    "Garden",
+    "River",
+    "Empire",
+    "Signal",
+    "Harbor",
+    "Orchard",
+    "Protocol",
+    "Lantern",
+    "Frontier",
+    "Tide",
+    "Requiem",
+    "Mirror",
+    "Station",
+    "Summer",
+    "Winter",
+    "Machine",
+    "Crown",
+    "Witness",
+    "Voyage",
+    "Circuit",
+    "Legacy",
+    "Shadow",
+    "Canyon",
+    "Dynasty",
+    "Echo",
+    "Labyrinth",
+    "Monsoon",
+    "Sparrow",
 ];
 const GENRES: &[&str] = &[
-    "drama", "comedy", "thriller", "sci-fi", "fantasy", "horror", "romance", "crime", "documentary", "animation",
-    "action", "adventure", "mystery", "history", "war", "family",
+    "drama",
+    "comedy",
+    "thriller",
+    "sci-fi",
+    "fantasy",
+    "horror",
+    "romance",
+    "crime",
+    "documentary",
+    "animation",
+    "action",
+    "adventure",
+    "mystery",
+    "history",
+    "war",
+    "family",
 ];
 const FIRST: &[&str] = &[
-    "Ada", "Bruno", "Chiara", "Dmitri", "Elif", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kofi", "Lena", "Mateo",
-    "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Viktor", "Wen", "Yara", "Zoe",
+    "Ada", "Bruno", "Chiara", "Dmitri", "Elif", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kofi",
+    "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Viktor",
+    "Wen", "Yara", "Zoe",
 ];
 const LAST: &[&str] = &[
-    "Almeida", "Berg", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito", "Jensen", "Kowalski",
-    "Lindqvist", "Moreau", "Nakamura", "Okafor", "Petrov", "Rossi", "Sato", "Tanaka", "Varga", "Weber", "Young",
+    "Almeida",
+    "Berg",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Rossi",
+    "Sato",
+    "Tanaka",
+    "Varga",
+    "Weber",
+    "Young",
 ];
 const OPENERS: &[&str] = &[
-    "An absolute triumph.", "Not what I expected.", "Gorgeous to look at, thin on story.", "A slow burn that pays off.",
-    "I laughed, I cried.", "Overrated, honestly.", "The cast carries it.", "Rewatched it twice already.",
-    "The pacing drags in the middle.", "The soundtrack alone is worth it.", "A bold, messy experiment.",
+    "An absolute triumph.",
+    "Not what I expected.",
+    "Gorgeous to look at, thin on story.",
+    "A slow burn that pays off.",
+    "I laughed, I cried.",
+    "Overrated, honestly.",
+    "The cast carries it.",
+    "Rewatched it twice already.",
+    "The pacing drags in the middle.",
+    "The soundtrack alone is worth it.",
+    "A bold, messy experiment.",
     "Comfort viewing at its best.",
 ];
 const MIDDLES: &[&str] = &[
@@ -102,9 +199,16 @@ const MIDDLES: &[&str] = &[
     "The twist is telegraphed early.",
 ];
 const COMMENTS: &[&str] = &[
-    "Totally agree!", "Hard disagree on the ending.", "Great write-up.", "You convinced me to watch it.",
-    "The soundtrack really is something.", "I thought the middle was the best part.", "Spot on.",
-    "Did you watch the director's cut?", "Same feeling here.", "Interesting take, never saw it that way.",
+    "Totally agree!",
+    "Hard disagree on the ending.",
+    "Great write-up.",
+    "You convinced me to watch it.",
+    "The soundtrack really is something.",
+    "I thought the middle was the best part.",
+    "Spot on.",
+    "Did you watch the director's cut?",
+    "Same feeling here.",
+    "Interesting take, never saw it that way.",
 ];
 /// Rating weights for 1..=10: most reviews are positive, a long tail of pans.
 const RATING_WEIGHTS: [u32; 10] = [2, 2, 3, 4, 6, 10, 16, 22, 20, 15];
@@ -133,7 +237,11 @@ fn when(rng: &mut Rng, now: DateTime<Utc>, recent: f64) -> DateTime<Utc> {
 
 /// Seeds an empty database. Refuses when any title or user exists, so it
 /// never mixes with (or loses) real data.
-pub async fn run(url: &str, args: &SeedArgs, timeout: std::time::Duration) -> anyhow::Result<SeedReport> {
+pub async fn run(
+    url: &str,
+    args: &SeedArgs,
+    timeout: std::time::Duration,
+) -> anyhow::Result<SeedReport> {
     let started = Instant::now();
     anyhow::ensure!(
         args.users > 0 || (args.reviews == 0 && args.likes == 0 && args.comments == 0),
@@ -149,7 +257,9 @@ pub async fn run(url: &str, args: &SeedArgs, timeout: std::time::Duration) -> an
     );
     let mut conn = crate::db::connect_once(url, timeout).await?;
     if !is_empty(&mut conn).await? {
-        anyhow::bail!("the database already has titles or users; seed needs an empty database (use a fresh DATABASE_URL)");
+        anyhow::bail!(
+            "the database already has titles or users; seed needs an empty database (use a fresh DATABASE_URL)"
+        );
     }
     let password_hash = crate::auth::hash_password(DEMO_PASSWORD.into())
         .await
@@ -189,7 +299,10 @@ pub async fn run(url: &str, args: &SeedArgs, timeout: std::time::Duration) -> an
         .await
         .context("seeding")?;
     conn.batch_execute("ANALYZE").await?;
-    Ok(SeedReport { seconds: started.elapsed().as_secs_f64(), ..report })
+    Ok(SeedReport {
+        seconds: started.elapsed().as_secs_f64(),
+        ..report
+    })
 }
 
 async fn is_empty(conn: &mut AsyncPgConnection) -> anyhow::Result<bool> {
@@ -206,8 +319,24 @@ async fn is_empty(conn: &mut AsyncPgConnection) -> anyhow::Result<bool> {
     Ok(row.empty)
 }
 
-async fn insert_titles(conn: &mut AsyncPgConnection, rng: &mut Rng, n: usize, now: DateTime<Utc>) -> anyhow::Result<usize> {
-    let kinds = ["MOVIE", "MOVIE", "MOVIE", "MOVIE", "SERIES", "SERIES", "MINISERIES", "ANIME", "ANIME", "MOVIE"];
+async fn insert_titles(
+    conn: &mut AsyncPgConnection,
+    rng: &mut Rng,
+    n: usize,
+    now: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let kinds = [
+        "MOVIE",
+        "MOVIE",
+        "MOVIE",
+        "MOVIE",
+        "SERIES",
+        "SERIES",
+        "MINISERIES",
+        "ANIME",
+        "ANIME",
+        "MOVIE",
+    ];
     for start in (0..n).step_by(CHUNK) {
         let end = (start + CHUNK).min(n);
         let (mut ids, mut kind, mut name, mut year, mut synopsis, mut genres, mut created) =
@@ -217,8 +346,16 @@ async fn insert_titles(conn: &mut AsyncPgConnection, rng: &mut Rng, n: usize, no
             kind.push(kinds[rng.below(kinds.len())].to_owned());
             let base = format!("The {} {}", rng.pick(ADJECTIVES), rng.pick(NOUNS));
             // names repeat in real catalogues too; a sequel number keeps most distinct
-            name.push(if rng.below(4) == 0 { format!("{base} {}", 2 + rng.below(3)) } else { base });
-            year.push(if rng.below(20) == 0 { None } else { Some(2026 - (rng.unit().powi(2) * 70.0) as i32) });
+            name.push(if rng.below(4) == 0 {
+                format!("{base} {}", 2 + rng.below(3))
+            } else {
+                base
+            });
+            year.push(if rng.below(20) == 0 {
+                None
+            } else {
+                Some(2026 - (rng.unit().powi(2) * 70.0) as i32)
+            });
             synopsis.push(format!(
                 "A story of {} and {} set against a {} {}.",
                 rng.pick(NOUNS).to_lowercase(),
@@ -231,7 +368,10 @@ async fn insert_titles(conn: &mut AsyncPgConnection, rng: &mut Rng, n: usize, no
             g.dedup();
             // Postgres has no arrays of arrays of different lengths: send a literal per row
             genres.push(format!("{{{}}}", g.join(",")));
-            created.push(now - Duration::days(30 + rng.below(1500) as i64) - Duration::seconds(rng.below(86_400) as i64));
+            created.push(
+                now - Duration::days(30 + rng.below(1500) as i64)
+                    - Duration::seconds(rng.below(86_400) as i64),
+            );
         }
         diesel::sql_query(
             "INSERT INTO titles (id, kind, name, release_year, synopsis, genres, created_at)
@@ -274,7 +414,11 @@ async fn insert_users(
             bio.push(if rng.below(3) == 0 {
                 None
             } else {
-                Some(format!("Loves {} and {}.", rng.pick(GENRES), rng.pick(GENRES)))
+                Some(format!(
+                    "Loves {} and {}.",
+                    rng.pick(GENRES),
+                    rng.pick(GENRES)
+                ))
             });
             // user 1 is an admin, so the demo can exercise admin-only writes
             role.push(if i == 0 { "ADMIN" } else { "MEMBER" }.to_owned());
@@ -298,7 +442,10 @@ async fn insert_users(
     Ok(n)
 }
 
-/// A seeded review: (id, title index, created).
+/// A review row waiting to be flushed: id, title, author, rating, body, spoilers, created.
+type ReviewTuple = (i64, i64, i64, i16, String, bool, DateTime<Utc>);
+
+/// A seeded review: its id and creation time (likes and comments come after it).
 struct Seeded {
     id: i64,
     created: DateTime<Utc>,
@@ -310,14 +457,21 @@ async fn insert_reviews(
     args: &SeedArgs,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Seeded>> {
-    let (n, users, titles) = (args.reviews as usize, args.users as usize, args.titles as usize);
+    let (n, users, titles) = (
+        args.reviews as usize,
+        args.users as usize,
+        args.titles as usize,
+    );
     let mut seen: HashSet<(usize, usize)> = HashSet::with_capacity(n);
     let mut out = Vec::with_capacity(n);
-    let mut pending: Vec<(i64, i64, i64, i16, String, bool, DateTime<Utc>)> = Vec::with_capacity(CHUNK);
+    let mut pending: Vec<ReviewTuple> = Vec::with_capacity(CHUNK);
     let mut attempts = 0usize;
     while out.len() < n {
         attempts += 1;
-        anyhow::ensure!(attempts < n * 50 + 1000, "could not place {n} distinct reviews; ask for fewer");
+        anyhow::ensure!(
+            attempts < n * 50 + 1000,
+            "could not place {n} distinct reviews; ask for fewer"
+        );
         let (user, title) = (rng.below(users), rng.skewed(titles, 3));
         if !seen.insert((user, title)) {
             continue;
@@ -325,7 +479,15 @@ async fn insert_reviews(
         let id = out.len() as i64 + 1;
         let created = when(rng, now, 0.02);
         let body = format!("{} {}", rng.pick(OPENERS), rng.pick(MIDDLES));
-        pending.push((id, title as i64 + 1, user as i64 + 1, rating(rng), body, rng.below(10) == 0, created));
+        pending.push((
+            id,
+            title as i64 + 1,
+            user as i64 + 1,
+            rating(rng),
+            body,
+            rng.below(10) == 0,
+            created,
+        ));
         out.push(Seeded { id, created });
         if pending.len() == CHUNK || out.len() == n {
             flush_reviews(conn, std::mem::take(&mut pending)).await?;
@@ -334,10 +496,7 @@ async fn insert_reviews(
     Ok(out)
 }
 
-async fn flush_reviews(
-    conn: &mut AsyncPgConnection,
-    rows: Vec<(i64, i64, i64, i16, String, bool, DateTime<Utc>)>,
-) -> anyhow::Result<()> {
+async fn flush_reviews(conn: &mut AsyncPgConnection, rows: Vec<ReviewTuple>) -> anyhow::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -386,14 +545,20 @@ async fn insert_likes(
     if reviews.is_empty() || n == 0 {
         return Ok(0);
     }
-    anyhow::ensure!(n <= reviews.len() * users / 2, "--likes is too large for the reviews and users asked for");
+    anyhow::ensure!(
+        n <= reviews.len() * users / 2,
+        "--likes is too large for the reviews and users asked for"
+    );
     let mut seen: HashSet<(usize, usize)> = HashSet::with_capacity(n);
     let (mut rid, mut uid, mut created) = (vec![], vec![], vec![]);
     let mut written = 0;
     let mut attempts = 0usize;
     while written < n {
         attempts += 1;
-        anyhow::ensure!(attempts < n * 50 + 1000, "could not place {n} distinct likes; ask for fewer");
+        anyhow::ensure!(
+            attempts < n * 50 + 1000,
+            "could not place {n} distinct likes; ask for fewer"
+        );
         let (review, user) = (rng.skewed(reviews.len(), 2), rng.below(users));
         if !seen.insert((review, user)) {
             continue;
@@ -401,7 +566,11 @@ async fn insert_likes(
         let r = &reviews[review];
         rid.push(r.id);
         uid.push(user as i64 + 1);
-        created.push(if rng.below(50) == 0 { now - Duration::seconds(rng.below(80_000) as i64) } else { later(rng, r.created, now) });
+        created.push(if rng.below(50) == 0 {
+            now - Duration::seconds(rng.below(80_000) as i64)
+        } else {
+            later(rng, r.created, now)
+        });
         written += 1;
         if rid.len() == CHUNK || written == n {
             diesel::sql_query(
@@ -429,7 +598,8 @@ async fn insert_comments(
     if reviews.is_empty() || n == 0 {
         return Ok(0);
     }
-    let (mut ids, mut rid, mut uid, mut body, mut created) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut ids, mut rid, mut uid, mut body, mut created) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for i in 0..n {
         let r = &reviews[rng.skewed(reviews.len(), 2)];
         ids.push(i as i64 + 1);

@@ -17,6 +17,10 @@ use crate::{
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { demo: false }) {
         Command::Serve { demo } => serve(config, demo).await,
+        Command::Schema => {
+            print!("{}", crate::graphql::schema::sdl());
+            Ok(())
+        }
         Command::Migrate => {
             prepare_database(&config).await?;
             Ok(())
@@ -26,17 +30,26 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let report = crate::seed::run(&config.database_url, &args, config.db_timeout).await?;
             println!(
                 "seeded {} titles, {} users, {} reviews, {} likes, {} comments in {:.1} s",
-                report.titles, report.users, report.reviews, report.likes, report.comments, report.seconds
+                report.titles,
+                report.users,
+                report.reviews,
+                report.likes,
+                report.comments,
+                report.seconds
             );
             Ok(())
         }
-        Command::Admin { task: AdminTask::Promote { username } } => {
+        Command::Admin {
+            task: AdminTask::Promote { username },
+        } => {
             use diesel_async::AsyncConnection;
             let url = &config.database_url;
             let mut conn = db::connect_once(url, config.db_timeout).await?;
             let name = crate::graphql::user::normalize_username(&username);
             let row = conn
-                .transaction::<_, diesel::result::Error, _>(async |c| db::users::set_role(c, &name, "ADMIN").await)
+                .transaction::<_, diesel::result::Error, _>(async |c| {
+                    db::users::set_role(c, &name, "ADMIN").await
+                })
                 .await?;
             match row {
                 Some(u) => {
@@ -63,7 +76,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let secret = match (&config.jwt_secret, demo) {
         (Some(s), _) => s.as_bytes().to_vec(),
         (None, true) => {
-            tracing::warn!("JWT_SECRET is not set: demo mode signs tokens with a random per-process secret");
+            tracing::warn!(
+                "JWT_SECRET is not set: demo mode signs tokens with a random per-process secret"
+            );
             Auth::random_secret().map_err(|e| anyhow::anyhow!(e.message()))?
         }
         (None, false) => anyhow::bail!(
@@ -73,10 +88,23 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     };
     prepare_database(&config).await?;
     if demo {
-        let args = SeedArgs { titles: 500, users: 200, reviews: 5_000, likes: 15_000, comments: 2_500, seed: 42 };
+        let args = SeedArgs {
+            titles: 500,
+            users: 200,
+            reviews: 5_000,
+            likes: 15_000,
+            comments: 2_500,
+            seed: 42,
+        };
         match crate::seed::run(&config.database_url, &args, config.db_timeout).await {
-            Ok(r) => tracing::info!(titles = r.titles, reviews = r.reviews, "seeded demo data (every user's password: password123)"),
-            Err(e) if e.to_string().contains("already has") => tracing::info!("database has data; not seeding"),
+            Ok(r) => tracing::info!(
+                titles = r.titles,
+                reviews = r.reviews,
+                "seeded demo data (every user's password: password123)"
+            ),
+            Err(e) if e.to_string().contains("already has") => {
+                tracing::info!("database has data; not seeding")
+            }
             Err(e) => return Err(e),
         }
     }

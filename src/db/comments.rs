@@ -38,7 +38,10 @@ pub async fn by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Ve
 }
 
 /// Pages of comments for many reviews at once, oldest first (reading order).
-pub async fn by_reviews(conn: &mut AsyncPgConnection, keys: &[PageKey]) -> QueryResult<Vec<CommentRow>> {
+pub async fn by_reviews(
+    conn: &mut AsyncPgConnection,
+    keys: &[PageKey],
+) -> QueryResult<Vec<CommentRow>> {
     let order = LateralOrder {
         table: "comments",
         parent_col: "review_id",
@@ -50,7 +53,12 @@ pub async fn by_reviews(conn: &mut AsyncPgConnection, keys: &[PageKey]) -> Query
 }
 
 /// Adds a comment.
-pub async fn insert(conn: &mut AsyncPgConnection, review_id: i64, author_id: i64, body: &str) -> QueryResult<CommentRow> {
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    review_id: i64,
+    author_id: i64,
+    body: &str,
+) -> QueryResult<CommentRow> {
     diesel::insert_into(comments::table)
         .values((
             comments::review_id.eq(review_id),

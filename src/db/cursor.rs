@@ -33,7 +33,10 @@ pub struct Keyset {
 impl Keyset {
     /// Position of a row sorted by a timestamp.
     pub fn time(at: DateTime<Utc>, id: i64) -> Self {
-        Self { value: SortValue::Time(at.timestamp_micros()), id }
+        Self {
+            value: SortValue::Time(at.timestamp_micros()),
+            id,
+        }
     }
 
     /// The timestamp, when this keyset sorts by one.
@@ -66,7 +69,8 @@ impl Keyset {
     /// says which [`SortValue`] variant the list sorts by.
     pub fn decode(cursor: &str, tag: &str, kind: SortKind) -> Option<Self> {
         let bytes = URL_SAFE_NO_PAD.decode(cursor.trim_end_matches('=')).ok()?;
-        let (t, value, id): (String, serde_json::Value, i64) = serde_json::from_slice(&bytes).ok()?;
+        let (t, value, id): (String, serde_json::Value, i64) =
+            serde_json::from_slice(&bytes).ok()?;
         if t != tag {
             return None;
         }
@@ -101,11 +105,41 @@ mod tests {
     #[test]
     fn round_trips_each_kind_and_rejects_foreign_tags() {
         let cases = [
-            (Keyset { value: SortValue::Time(1_732_000_000_123_456), id: 7 }, SortKind::Time),
-            (Keyset { value: SortValue::Int(42), id: 8 }, SortKind::Int),
-            (Keyset { value: SortValue::Float(Some(7.25f64.to_bits())), id: 9 }, SortKind::Float),
-            (Keyset { value: SortValue::Float(None), id: 10 }, SortKind::Float),
-            (Keyset { value: SortValue::Text("Ünïcode \"q\"".into()), id: 11 }, SortKind::Text),
+            (
+                Keyset {
+                    value: SortValue::Time(1_732_000_000_123_456),
+                    id: 7,
+                },
+                SortKind::Time,
+            ),
+            (
+                Keyset {
+                    value: SortValue::Int(42),
+                    id: 8,
+                },
+                SortKind::Int,
+            ),
+            (
+                Keyset {
+                    value: SortValue::Float(Some(7.25f64.to_bits())),
+                    id: 9,
+                },
+                SortKind::Float,
+            ),
+            (
+                Keyset {
+                    value: SortValue::Float(None),
+                    id: 10,
+                },
+                SortKind::Float,
+            ),
+            (
+                Keyset {
+                    value: SortValue::Text("Ünïcode \"q\"".into()),
+                    id: 11,
+                },
+                SortKind::Text,
+            ),
         ];
         for (k, kind) in cases {
             let c = k.encode("T");

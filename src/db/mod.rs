@@ -68,9 +68,12 @@ impl Db {
             let counter = counter.clone();
             let url = url.to_owned();
             async move {
-                let mut conn = tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url))
-                    .await
-                    .map_err(|_| diesel::ConnectionError::BadConnection("connect timed out".into()))??;
+                let mut conn =
+                    tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url))
+                        .await
+                        .map_err(|_| {
+                            diesel::ConnectionError::BadConnection("connect timed out".into())
+                        })??;
                 conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
                     .await
                     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -83,7 +86,8 @@ impl Db {
             }
             .boxed()
         });
-        let manager = AsyncDieselConnectionManager::new_with_config(&cfg.database_url, manager_config);
+        let manager =
+            AsyncDieselConnectionManager::new_with_config(&cfg.database_url, manager_config);
         let pool = bb8::Pool::builder()
             .max_size(cfg.db_pool_size)
             .connection_timeout(cfg.db_timeout)
@@ -107,15 +111,22 @@ impl Db {
     /// Whether Postgres answers right now (for `/readyz`).
     pub async fn ping(&self) -> bool {
         use diesel_async::RunQueryDsl;
-        let Ok(mut conn) = self.conn().await else { return false };
-        diesel::sql_query("SELECT 1").execute(&mut *conn).await.is_ok()
+        let Ok(mut conn) = self.conn().await else {
+            return false;
+        };
+        diesel::sql_query("SELECT 1")
+            .execute(&mut *conn)
+            .await
+            .is_ok()
     }
 }
 
 /// Splits `postgres://host/db?opts` into the URL of the `postgres`
 /// maintenance database and the database name.
 fn maintenance_url(url: &str) -> anyhow::Result<(String, String)> {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let slash = base[scheme_end..]
         .rfind('/')
@@ -149,10 +160,14 @@ pub async fn create_database_if_missing(url: &str, timeout: Duration) -> anyhow:
     .await
     .context("checking whether the database exists")?;
     if !exists {
-        match conn.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await {
+        match conn
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+        {
             Ok(()) => tracing::info!(database = %name, "created database"),
             // another instance created it at the same moment
-            Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => {}
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("already exists") => {}
             Err(e) => return Err(e).context(format!("creating database {name}")),
         }
     }
@@ -192,7 +207,8 @@ pub fn redact(url: &str) -> String {
 pub async fn migrate(url: &str, timeout: Duration) -> anyhow::Result<Vec<String>> {
     let mut conn = connect_once(url, timeout).await?;
     // held by this session until the connection closes with the harness
-    conn.batch_execute("SELECT pg_advisory_lock(7243090125)").await?;
+    conn.batch_execute("SELECT pg_advisory_lock(7243090125)")
+        .await?;
     let applied = tokio::task::spawn_blocking(move || {
         let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
         harness
@@ -210,7 +226,8 @@ mod tests {
 
     #[test]
     fn maintenance_url_swaps_the_database() {
-        let (admin, name) = maintenance_url("postgres://u:p@h:5432/app?sslmode=disable").expect("valid");
+        let (admin, name) =
+            maintenance_url("postgres://u:p@h:5432/app?sslmode=disable").expect("valid");
         assert_eq!(admin, "postgres://u:p@h:5432/postgres?sslmode=disable");
         assert_eq!(name, "app");
         assert!(maintenance_url("postgres://h:5432/").is_err());

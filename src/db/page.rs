@@ -40,9 +40,18 @@ pub struct LateralOrder {
 
 impl LateralOrder {
     fn sql(&self) -> String {
-        let (cmp, dir) = if self.descending { ("<", "DESC") } else { (">", "ASC") };
+        let (cmp, dir) = if self.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
         let val_ty = if self.by_time { "timestamptz" } else { "int8" };
-        let LateralOrder { table, parent_col, sort_col, .. } = self;
+        let LateralOrder {
+            table,
+            parent_col,
+            sort_col,
+            ..
+        } = self;
         format!(
             "SELECT r.* FROM unnest($1::int8[], $2::{val_ty}[], $3::int8[], $4::int8[]) AS k(parent, c_val, c_id, lim)
              CROSS JOIN LATERAL (
@@ -58,17 +67,26 @@ impl LateralOrder {
 
 /// Loads every key's page in one statement; rows come back grouped by the
 /// order of `keys` but the caller should group by parent column.
-pub async fn lateral<T>(conn: &mut AsyncPgConnection, order: LateralOrder, keys: &[PageKey]) -> QueryResult<Vec<T>>
+pub async fn lateral<T>(
+    conn: &mut AsyncPgConnection,
+    order: LateralOrder,
+    keys: &[PageKey],
+) -> QueryResult<Vec<T>>
 where
     T: QueryableByName<Pg> + Send + 'static,
 {
     let parents: Vec<i64> = keys.iter().map(|k| k.parent).collect();
-    let ids: Vec<Option<i64>> = keys.iter().map(|k| k.after.as_ref().map(|a| a.id)).collect();
+    let ids: Vec<Option<i64>> = keys
+        .iter()
+        .map(|k| k.after.as_ref().map(|a| a.id))
+        .collect();
     let limits: Vec<i64> = keys.iter().map(|k| k.limit).collect();
     let query = diesel::sql_query(order.sql()).bind::<Array<BigInt>, _>(parents);
     if order.by_time {
-        let vals: Vec<Option<DateTime<Utc>>> =
-            keys.iter().map(|k| k.after.as_ref().and_then(Keyset::as_time)).collect();
+        let vals: Vec<Option<DateTime<Utc>>> = keys
+            .iter()
+            .map(|k| k.after.as_ref().and_then(Keyset::as_time))
+            .collect();
         query
             .bind::<Array<Nullable<Timestamptz>>, _>(vals)
             .bind::<Array<Nullable<BigInt>>, _>(ids)
@@ -76,7 +94,10 @@ where
             .load(conn)
             .await
     } else {
-        let vals: Vec<Option<i64>> = keys.iter().map(|k| k.after.as_ref().and_then(Keyset::as_int)).collect();
+        let vals: Vec<Option<i64>> = keys
+            .iter()
+            .map(|k| k.after.as_ref().and_then(Keyset::as_int))
+            .collect();
         query
             .bind::<Array<Nullable<BigInt>>, _>(vals)
             .bind::<Array<Nullable<BigInt>>, _>(ids)

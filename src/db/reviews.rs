@@ -77,12 +77,20 @@ pub async fn by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Ve
 }
 
 /// One page of all reviews, newest first.
-pub async fn feed_page(conn: &mut AsyncPgConnection, after: Option<&Keyset>, limit: i64) -> QueryResult<Vec<ReviewRow>> {
+pub async fn feed_page(
+    conn: &mut AsyncPgConnection,
+    after: Option<&Keyset>,
+    limit: i64,
+) -> QueryResult<Vec<ReviewRow>> {
     let mut q = reviews::table.into_boxed();
     if let Some(k) = after
         && let Some(at) = k.as_time()
     {
-        q = q.filter(reviews::created_at.lt(at).or(reviews::created_at.eq(at).and(reviews::id.lt(k.id))));
+        q = q.filter(
+            reviews::created_at
+                .lt(at)
+                .or(reviews::created_at.eq(at).and(reviews::id.lt(k.id))),
+        );
     }
     q.order((reviews::created_at.desc(), reviews::id.desc()))
         .limit(limit)
@@ -110,11 +118,17 @@ pub async fn home_feed_page(
     let followees = follows::table
         .filter(follows::follower_id.eq(viewer))
         .select(follows::followee_id);
-    let mut q = reviews::table.filter(reviews::author_id.eq_any(followees)).into_boxed();
+    let mut q = reviews::table
+        .filter(reviews::author_id.eq_any(followees))
+        .into_boxed();
     if let Some(k) = after
         && let Some(at) = k.as_time()
     {
-        q = q.filter(reviews::created_at.lt(at).or(reviews::created_at.eq(at).and(reviews::id.lt(k.id))));
+        q = q.filter(
+            reviews::created_at
+                .lt(at)
+                .or(reviews::created_at.eq(at).and(reviews::id.lt(k.id))),
+        );
     }
     q.order((reviews::created_at.desc(), reviews::id.desc()))
         .limit(limit)
@@ -135,7 +149,11 @@ pub async fn home_feed_count(conn: &mut AsyncPgConnection, viewer: i64) -> Query
 }
 
 /// Pages of reviews for many titles at once.
-pub async fn by_titles(conn: &mut AsyncPgConnection, sort: ReviewSort, keys: &[PageKey]) -> QueryResult<Vec<ReviewRow>> {
+pub async fn by_titles(
+    conn: &mut AsyncPgConnection,
+    sort: ReviewSort,
+    keys: &[PageKey],
+) -> QueryResult<Vec<ReviewRow>> {
     let order = match sort {
         ReviewSort::Newest => LateralOrder {
             table: "reviews",
@@ -156,7 +174,10 @@ pub async fn by_titles(conn: &mut AsyncPgConnection, sort: ReviewSort, keys: &[P
 }
 
 /// Pages of reviews for many authors at once, newest first.
-pub async fn by_authors(conn: &mut AsyncPgConnection, keys: &[PageKey]) -> QueryResult<Vec<ReviewRow>> {
+pub async fn by_authors(
+    conn: &mut AsyncPgConnection,
+    keys: &[PageKey],
+) -> QueryResult<Vec<ReviewRow>> {
     let order = LateralOrder {
         table: "reviews",
         parent_col: "author_id",
@@ -189,7 +210,11 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<R
 }
 
 /// Applies `patch` to a review.
-pub async fn update(conn: &mut AsyncPgConnection, id: i64, patch: &ReviewPatch<'_>) -> QueryResult<ReviewRow> {
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    patch: &ReviewPatch<'_>,
+) -> QueryResult<ReviewRow> {
     diesel::update(reviews::table.find(id))
         .set(patch)
         .returning(ReviewRow::as_returning())

@@ -91,7 +91,10 @@ fn filtered(filter: &TitleFilter) -> Boxed<'_> {
     }
     if let Some(search) = &filter.search {
         // ILIKE with the pattern characters escaped, served by the trigram index
-        let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = search
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         q = q.filter(titles::name.ilike(format!("%{escaped}%")));
     }
     q
@@ -108,8 +111,16 @@ pub async fn page(
     let mut q = filtered(filter);
     q = match sort {
         TitleSort::Name => {
-            if let Some(Keyset { value: SortValue::Text(name), id }) = after {
-                q = q.filter(titles::name.gt(name.clone()).or(titles::name.eq(name.clone()).and(titles::id.gt(*id))));
+            if let Some(Keyset {
+                value: SortValue::Text(name),
+                id,
+            }) = after
+            {
+                q = q.filter(
+                    titles::name
+                        .gt(name.clone())
+                        .or(titles::name.eq(name.clone()).and(titles::id.gt(*id))),
+                );
             }
             q.order((titles::name.asc(), titles::id.asc()))
         }
@@ -117,12 +128,20 @@ pub async fn page(
             if let Some(k) = after
                 && let Some(at) = k.as_time()
             {
-                q = q.filter(titles::created_at.lt(at).or(titles::created_at.eq(at).and(titles::id.lt(k.id))));
+                q = q.filter(
+                    titles::created_at
+                        .lt(at)
+                        .or(titles::created_at.eq(at).and(titles::id.lt(k.id))),
+                );
             }
             q.order((titles::created_at.desc(), titles::id.desc()))
         }
         TitleSort::TopRated => {
-            if let Some(Keyset { value: SortValue::Float(bits), id }) = after {
+            if let Some(Keyset {
+                value: SortValue::Float(bits),
+                id,
+            }) = after
+            {
                 q = match bits.map(f64::from_bits) {
                     Some(v) => q.filter(
                         titles::avg_rating
@@ -140,12 +159,19 @@ pub async fn page(
                 && let Some(n) = k.as_int()
             {
                 let n = i32::try_from(n).unwrap_or(i32::MAX);
-                q = q.filter(titles::review_count.lt(n).or(titles::review_count.eq(n).and(titles::id.lt(k.id))));
+                q = q.filter(
+                    titles::review_count
+                        .lt(n)
+                        .or(titles::review_count.eq(n).and(titles::id.lt(k.id))),
+                );
             }
             q.order((titles::review_count.desc(), titles::id.desc()))
         }
     };
-    q.limit(limit).select(TitleRow::as_select()).load(conn).await
+    q.limit(limit)
+        .select(TitleRow::as_select())
+        .load(conn)
+        .await
 }
 
 /// Number of titles matching `filter`; unfiltered it reads a maintained counter.
@@ -170,7 +196,11 @@ pub async fn by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Ve
 }
 
 /// Titles ranked by activity since `since`: a review counts 3, a like 1.
-pub async fn trending(conn: &mut AsyncPgConnection, since: DateTime<Utc>, limit: i64) -> QueryResult<Vec<TitleRow>> {
+pub async fn trending(
+    conn: &mut AsyncPgConnection,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<TitleRow>> {
     diesel::sql_query(
         "SELECT t.* FROM titles t JOIN (
              SELECT title_id, sum(w) AS score FROM (

@@ -42,7 +42,10 @@ pub async fn by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Ve
 }
 
 /// The user with this (lower-case) username.
-pub async fn by_username(conn: &mut AsyncPgConnection, username: &str) -> QueryResult<Option<UserRow>> {
+pub async fn by_username(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+) -> QueryResult<Option<UserRow>> {
     users::table
         .filter(users::username.eq(username))
         .select(UserRow::as_select())
@@ -52,7 +55,10 @@ pub async fn by_username(conn: &mut AsyncPgConnection, username: &str) -> QueryR
 }
 
 /// Id and password hash of the user with this username, for sign-in.
-pub async fn credentials(conn: &mut AsyncPgConnection, username: &str) -> QueryResult<Option<(i64, String)>> {
+pub async fn credentials(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+) -> QueryResult<Option<(i64, String)>> {
     users::table
         .filter(users::username.eq(username))
         .select((users::id, users::password_hash))
@@ -71,7 +77,11 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryRes
 }
 
 /// Sets a user's role; returns the updated row, or `None` for an unknown username.
-pub async fn set_role(conn: &mut AsyncPgConnection, username: &str, role: &str) -> QueryResult<Option<UserRow>> {
+pub async fn set_role(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+    role: &str,
+) -> QueryResult<Option<UserRow>> {
     diesel::update(users::table.filter(users::username.eq(username)))
         .set(users::role.eq(role))
         .returning(UserRow::as_returning())

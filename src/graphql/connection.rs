@@ -79,7 +79,9 @@ impl Total {
                 let mut conn = services.db.conn().await?;
                 match other {
                     Total::Feed => db::reviews::feed_count(&mut conn).await?,
-                    Total::HomeFeed(viewer) => db::reviews::home_feed_count(&mut conn, *viewer).await?,
+                    Total::HomeFeed(viewer) => {
+                        db::reviews::home_feed_count(&mut conn, *viewer).await?
+                    }
                     Total::Titles(filter) => db::titles::count(&mut conn, filter).await?,
                     Total::Known(n) => *n,
                 }
@@ -129,8 +131,15 @@ macro_rules! connection {
                 total: Total,
             ) -> Self {
                 let (edges, page_info) = paginate(rows, first, had_after, cursor, node);
-                let edges = edges.into_iter().map(|(cursor, node)| $edge { cursor, node }).collect();
-                Self { edges, page_info, total }
+                let edges = edges
+                    .into_iter()
+                    .map(|(cursor, node)| $edge { cursor, node })
+                    .collect();
+                Self {
+                    edges,
+                    page_info,
+                    total,
+                }
             }
         }
 

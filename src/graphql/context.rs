@@ -14,9 +14,12 @@ use std::{
     },
 };
 
-use async_graphql::{Context, dataloader::DataLoader};
+use async_graphql::Context;
 
-use super::loader::{CommentKey, DbLoader, ReviewKey, TitleKey, UserKey};
+use super::{
+    batch::Batcher,
+    loader::{CommentKey, ReviewKey, TitleKey, UserKey},
+};
 use crate::{
     app::Services,
     db::{comments::CommentRow, reviews::ReviewRow, titles::TitleRow, users::UserRow},
@@ -94,7 +97,10 @@ impl RequestState {
 
     /// The recorded tags.
     pub fn tags(&self) -> Vec<String> {
-        self.tags.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default()
+        self.tags
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -106,7 +112,7 @@ pub trait ContextExt {
     /// This request's state.
     fn request(&self) -> AppResult<&Arc<RequestState>>;
     /// The batching loader.
-    fn loader(&self) -> AppResult<&DataLoader<DbLoader>> {
+    fn loader(&self) -> AppResult<&Batcher> {
         Ok(&self.services()?.loader)
     }
     /// The viewer's user id (marks the result viewer-specific).
@@ -117,8 +123,9 @@ pub trait ContextExt {
     }
     /// The viewer's user id, or `UNAUTHENTICATED`.
     fn require_user(&self) -> AppResult<i64> {
-        self.viewer_id()?
-            .ok_or_else(|| AppError::Unauthenticated("sign in first: send Authorization: Bearer <token>".into()))
+        self.viewer_id()?.ok_or_else(|| {
+            AppError::Unauthenticated("sign in first: send Authorization: Bearer <token>".into())
+        })
     }
     /// Records a dependency of the result.
     fn tag(&self, tag: String, ttl: u64) -> AppResult<()> {

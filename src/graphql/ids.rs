@@ -29,14 +29,18 @@ pub fn decode(id: &ID, expected: &str, field: &str) -> AppResult<Option<i64>> {
     match parse_global(id) {
         Some((ty, n)) if ty == expected => Ok(Some(n)),
         Some(_) => Ok(None),
-        None => Err(AppError::bad_input(field, format!("`{}` is not a valid {expected} id", id.as_str()))),
+        None => Err(AppError::bad_input(
+            field,
+            format!("`{}` is not a valid {expected} id", id.as_str()),
+        )),
     }
 }
 
 /// Like [`decode`], but an id of another type is also bad input (for writes).
 pub fn require(id: &ID, expected: &str, field: &str) -> AppResult<i64> {
-    decode(id, expected, field)?
-        .ok_or_else(|| AppError::bad_input(field, format!("`{}` is not a {expected} id", id.as_str())))
+    decode(id, expected, field)?.ok_or_else(|| {
+        AppError::bad_input(field, format!("`{}` is not a {expected} id", id.as_str()))
+    })
 }
 
 #[cfg(test)]

@@ -83,7 +83,10 @@ where
     let rows = query(&mut conn, &ids).await?;
     let mut by_id: HashMap<i64, R> = rows.into_iter().map(|r| (id_of_row(&r), r)).collect();
     // the DataLoader deduplicates keys, so each row is handed out once
-    Ok(keys.iter().filter_map(|k| by_id.remove(&id_of_key(k)).map(|r| (*k, r))).collect())
+    Ok(keys
+        .iter()
+        .filter_map(|k| by_id.remove(&id_of_key(k)).map(|r| (*k, r)))
+        .collect())
 }
 
 impl Loader<TitleKey> for DbLoader {
@@ -91,7 +94,14 @@ impl Loader<TitleKey> for DbLoader {
     type Error = AppError;
 
     async fn load(&self, keys: &[TitleKey]) -> Result<HashMap<TitleKey, TitleRow>, AppError> {
-        by_id(&self.db, keys, |k| k.0, |r: &TitleRow| r.id, async |c, ids| db::titles::by_ids(c, ids).await).await
+        by_id(
+            &self.db,
+            keys,
+            |k| k.0,
+            |r: &TitleRow| r.id,
+            async |c, ids| db::titles::by_ids(c, ids).await,
+        )
+        .await
     }
 }
 
@@ -100,7 +110,14 @@ impl Loader<UserKey> for DbLoader {
     type Error = AppError;
 
     async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, UserRow>, AppError> {
-        by_id(&self.db, keys, |k| k.0, |r: &UserRow| r.id, async |c, ids| db::users::by_ids(c, ids).await).await
+        by_id(
+            &self.db,
+            keys,
+            |k| k.0,
+            |r: &UserRow| r.id,
+            async |c, ids| db::users::by_ids(c, ids).await,
+        )
+        .await
     }
 }
 
@@ -109,7 +126,14 @@ impl Loader<ReviewKey> for DbLoader {
     type Error = AppError;
 
     async fn load(&self, keys: &[ReviewKey]) -> Result<HashMap<ReviewKey, ReviewRow>, AppError> {
-        by_id(&self.db, keys, |k| k.0, |r: &ReviewRow| r.id, async |c, ids| db::reviews::by_ids(c, ids).await).await
+        by_id(
+            &self.db,
+            keys,
+            |k| k.0,
+            |r: &ReviewRow| r.id,
+            async |c, ids| db::reviews::by_ids(c, ids).await,
+        )
+        .await
     }
 }
 
@@ -118,12 +142,22 @@ impl Loader<CommentKey> for DbLoader {
     type Error = AppError;
 
     async fn load(&self, keys: &[CommentKey]) -> Result<HashMap<CommentKey, CommentRow>, AppError> {
-        by_id(&self.db, keys, |k| k.0, |r: &CommentRow| r.id, async |c, ids| db::comments::by_ids(c, ids).await).await
+        by_id(
+            &self.db,
+            keys,
+            |k| k.0,
+            |r: &CommentRow| r.id,
+            async |c, ids| db::comments::by_ids(c, ids).await,
+        )
+        .await
     }
 }
 
 /// Groups keys by an outer value (viewer, sort order) so each group is one statement.
-fn group_by<K: Clone, G: Eq + std::hash::Hash>(keys: &[K], group: impl Fn(&K) -> G) -> HashMap<G, Vec<K>> {
+fn group_by<K: Clone, G: Eq + std::hash::Hash>(
+    keys: &[K],
+    group: impl Fn(&K) -> G,
+) -> HashMap<G, Vec<K>> {
     let mut out: HashMap<G, Vec<K>> = HashMap::new();
     for k in keys {
         out.entry(group(k)).or_default().push(k.clone());
@@ -135,7 +169,10 @@ impl Loader<ViewerLikedKey> for DbLoader {
     type Value = bool;
     type Error = AppError;
 
-    async fn load(&self, keys: &[ViewerLikedKey]) -> Result<HashMap<ViewerLikedKey, bool>, AppError> {
+    async fn load(
+        &self,
+        keys: &[ViewerLikedKey],
+    ) -> Result<HashMap<ViewerLikedKey, bool>, AppError> {
         let mut conn = self.db.conn().await?;
         let mut out = HashMap::new();
         for (viewer, group) in group_by(keys, |k| k.viewer) {
@@ -153,7 +190,10 @@ impl Loader<ViewerFollowsKey> for DbLoader {
     type Value = bool;
     type Error = AppError;
 
-    async fn load(&self, keys: &[ViewerFollowsKey]) -> Result<HashMap<ViewerFollowsKey, bool>, AppError> {
+    async fn load(
+        &self,
+        keys: &[ViewerFollowsKey],
+    ) -> Result<HashMap<ViewerFollowsKey, bool>, AppError> {
         let mut conn = self.db.conn().await?;
         let mut out = HashMap::new();
         for (viewer, group) in group_by(keys, |k| k.viewer) {
@@ -190,7 +230,10 @@ fn distribute<R: Clone>(
             .into_iter()
             .filter(|r| {
                 let ks = keyset_of(r);
-                seen.insert(ks.id) && k.after.as_ref().is_none_or(|a| after_position(&ks, a, descending))
+                seen.insert(ks.id)
+                    && k.after
+                        .as_ref()
+                        .is_none_or(|a| after_position(&ks, a, descending))
             })
             .collect();
         mine.sort_by(|a, b| {
@@ -213,7 +256,11 @@ fn cmp_keyset(a: &crate::db::cursor::Keyset, b: &crate::db::cursor::Keyset) -> s
     v.then(a.id.cmp(&b.id))
 }
 
-fn after_position(row: &crate::db::cursor::Keyset, after: &crate::db::cursor::Keyset, descending: bool) -> bool {
+fn after_position(
+    row: &crate::db::cursor::Keyset,
+    after: &crate::db::cursor::Keyset,
+    descending: bool,
+) -> bool {
     let ord = cmp_keyset(row, after);
     if descending { ord.is_lt() } else { ord.is_gt() }
 }
@@ -222,7 +269,10 @@ impl Loader<TitleReviewsKey> for DbLoader {
     type Value = Vec<ReviewRow>;
     type Error = AppError;
 
-    async fn load(&self, keys: &[TitleReviewsKey]) -> Result<HashMap<TitleReviewsKey, Vec<ReviewRow>>, AppError> {
+    async fn load(
+        &self,
+        keys: &[TitleReviewsKey],
+    ) -> Result<HashMap<TitleReviewsKey, Vec<ReviewRow>>, AppError> {
         let mut conn = self.db.conn().await?;
         let mut out = HashMap::new();
         for (sort, group) in group_by(keys, |k| k.sort) {
@@ -242,12 +292,24 @@ impl Loader<AuthorReviewsKey> for DbLoader {
     type Value = Vec<ReviewRow>;
     type Error = AppError;
 
-    async fn load(&self, keys: &[AuthorReviewsKey]) -> Result<HashMap<AuthorReviewsKey, Vec<ReviewRow>>, AppError> {
+    async fn load(
+        &self,
+        keys: &[AuthorReviewsKey],
+    ) -> Result<HashMap<AuthorReviewsKey, Vec<ReviewRow>>, AppError> {
         let mut conn = self.db.conn().await?;
         let pages: Vec<PageKey> = keys.iter().map(|k| k.0.clone()).collect();
         let rows = db::reviews::by_authors(&mut conn, &pages).await?;
-        let split = distribute(&pages, rows, |r| r.author_id, |r| r.keyset(ReviewSort::Newest), true);
-        Ok(split.into_iter().map(|(k, v)| (AuthorReviewsKey(k), v)).collect())
+        let split = distribute(
+            &pages,
+            rows,
+            |r| r.author_id,
+            |r| r.keyset(ReviewSort::Newest),
+            true,
+        );
+        Ok(split
+            .into_iter()
+            .map(|(k, v)| (AuthorReviewsKey(k), v))
+            .collect())
     }
 }
 
@@ -255,11 +317,17 @@ impl Loader<ReviewCommentsKey> for DbLoader {
     type Value = Vec<CommentRow>;
     type Error = AppError;
 
-    async fn load(&self, keys: &[ReviewCommentsKey]) -> Result<HashMap<ReviewCommentsKey, Vec<CommentRow>>, AppError> {
+    async fn load(
+        &self,
+        keys: &[ReviewCommentsKey],
+    ) -> Result<HashMap<ReviewCommentsKey, Vec<CommentRow>>, AppError> {
         let mut conn = self.db.conn().await?;
         let pages: Vec<PageKey> = keys.iter().map(|k| k.0.clone()).collect();
         let rows = db::comments::by_reviews(&mut conn, &pages).await?;
         let split = distribute(&pages, rows, |r| r.review_id, CommentRow::keyset, false);
-        Ok(split.into_iter().map(|(k, v)| (ReviewCommentsKey(k), v)).collect())
+        Ok(split
+            .into_iter()
+            .map(|(k, v)| (ReviewCommentsKey(k), v))
+            .collect())
     }
 }

@@ -1,6 +1,7 @@
 //! The GraphQL API: one file per entity with its type and its
 //! `<Entity>Query` / `<Entity>Mutation`, merged in [`schema`].
 
+pub mod batch;
 pub mod comment;
 pub mod connection;
 pub mod context;

@@ -28,13 +28,18 @@ pub enum Node {
 
 async fn resolve(ctx: &Context<'_>, id: &ID, field: &str) -> AppResult<Option<Node>> {
     let Some((ty, n)) = ids::parse_global(id) else {
-        return Err(AppError::bad_input(field, format!("`{}` is not a valid id", id.as_str())));
+        return Err(AppError::bad_input(
+            field,
+            format!("`{}` is not a valid id", id.as_str()),
+        ));
     };
     Ok(match ty {
         "Title" => load_title(ctx, n).await?.map(|r| Node::Title(Title(r))),
         "User" => load_user(ctx, n).await?.map(|r| Node::User(User(r))),
         "Review" => load_review(ctx, n).await?.map(|r| Node::Review(Review(r))),
-        "Comment" => load_comment(ctx, n).await?.map(|r| Node::Comment(Comment(r))),
+        "Comment" => load_comment(ctx, n)
+            .await?
+            .map(|r| Node::Comment(Comment(r))),
         _ => None,
     })
 }
@@ -46,12 +51,20 @@ pub struct NodeQuery;
 #[Object]
 impl NodeQuery {
     /// Any object by global id; null when there is none.
-    async fn node(&self, ctx: &Context<'_>, #[graphql(desc = "A global id.")] id: ID) -> Result<Option<Node>> {
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A global id.")] id: ID,
+    ) -> Result<Option<Node>> {
         Ok(resolve(ctx, &id, "id").await?)
     }
 
     /// Objects by global ids, in the same order; null for each that does not exist. At most 100 ids.
-    async fn nodes(&self, ctx: &Context<'_>, #[graphql(desc = "Global ids, at most 100.")] ids: Vec<ID>) -> Result<Vec<Option<Node>>> {
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Global ids, at most 100.")] ids: Vec<ID>,
+    ) -> Result<Vec<Option<Node>>> {
         if ids.len() > 100 {
             return Err(AppError::bad_input("ids", "at most 100 ids per call").into());
         }

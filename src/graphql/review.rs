@@ -80,9 +80,14 @@ impl Review {
 
     /// Whether the signed-in viewer liked this review; false when anonymous. Viewer-specific.
     async fn viewer_has_liked(&self, ctx: &Context<'_>) -> Result<bool> {
-        let Some(viewer) = ctx.viewer_id()? else { return Ok(false) };
+        let Some(viewer) = ctx.viewer_id()? else {
+            return Ok(false);
+        };
         ctx.tag(format!("Review:{}", self.0.id), ttl::REVIEW)?;
-        let key = ViewerLikedKey { viewer, review: self.0.id };
+        let key = ViewerLikedKey {
+            viewer,
+            review: self.0.id,
+        };
         Ok(ctx.loader()?.load_one(key).await?.unwrap_or(false))
     }
 
@@ -102,7 +107,11 @@ impl Review {
         let after = decode_after(after.as_deref(), "CO", SortKind::Time)?;
         let had_after = after.is_some();
         ctx.tag(format!("Review:{}:comments", self.0.id), ttl::LIST)?;
-        let key = ReviewCommentsKey(PageKey { parent: self.0.id, after, limit: first + 1 });
+        let key = ReviewCommentsKey(PageKey {
+            parent: self.0.id,
+            after,
+            limit: first + 1,
+        });
         let rows = ctx.loader()?.load_one(key).await?.unwrap_or_default();
         Comment::tag_all(ctx, &rows)?;
         Ok(CommentConnection::new(
@@ -133,8 +142,14 @@ pub struct ReviewQuery;
 #[Object]
 impl ReviewQuery {
     /// A review by global id; null when there is none.
-    async fn review(&self, ctx: &Context<'_>, #[graphql(desc = "Global id of the review.")] id: ID) -> Result<Option<Review>> {
-        let Some(id) = ids::decode(&id, "Review", "id")? else { return Ok(None) };
+    async fn review(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Global id of the review.")] id: ID,
+    ) -> Result<Option<Review>> {
+        let Some(id) = ids::decode(&id, "Review", "id")? else {
+            return Ok(None);
+        };
         Ok(load_review(ctx, id).await?.map(Review))
     }
 

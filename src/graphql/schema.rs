@@ -8,13 +8,16 @@ use crate::config::Config;
 
 /// Every query field.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(NodeQuery, TitleQuery, ReviewQuery, UserQuery);
 
 /// The executable schema type.
 pub type AppSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
 
 /// Registers types and limits; attach services with `.data(..)` before `finish()`.
-pub fn schema_builder(config: &Config) -> SchemaBuilder<QueryRoot, EmptyMutation, EmptySubscription> {
+pub fn schema_builder(
+    config: &Config,
+) -> SchemaBuilder<QueryRoot, EmptyMutation, EmptySubscription> {
     let mut builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity)

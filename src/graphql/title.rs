@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, ID, Object, Result};
 use chrono::Utc;
 
 use super::{
-    connection::{ReviewConnection, Total, TitleConnection, decode_after, page_size},
+    connection::{ReviewConnection, TitleConnection, Total, decode_after, page_size},
     context::{ContextExt, load_title, ttl},
     ids,
     loader::TitleReviewsKey,
@@ -52,7 +52,11 @@ impl TitleKind {
             "SERIES" => Self::Series,
             "MINISERIES" => Self::Miniseries,
             "ANIME" => Self::Anime,
-            other => return Err(AppError::Internal(format!("unknown title kind {other:?} in database"))),
+            other => {
+                return Err(AppError::Internal(format!(
+                    "unknown title kind {other:?} in database"
+                )));
+            }
         })
     }
 }
@@ -132,18 +136,33 @@ impl Title {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, 0 to 100.", default = 10)] first: Option<i32>,
         #[graphql(desc = "Cursor to continue after (`pageInfo.endCursor`).")] after: Option<String>,
-        #[graphql(desc = "Order of the reviews.", default_with = "ReviewOrder::Newest")] order_by: ReviewOrder,
+        #[graphql(
+            desc = "Order of the reviews.",
+            default_with = "Some(ReviewOrder::Newest)"
+        )]
+        order_by: Option<ReviewOrder>,
     ) -> Result<ReviewConnection> {
         let first = page_size(first, 10)?;
-        let (sort, tag) = match order_by {
+        let (sort, tag) = match order_by.unwrap_or(ReviewOrder::Newest) {
             ReviewOrder::Newest => (ReviewSort::Newest, "RN"),
             ReviewOrder::MostLiked => (ReviewSort::MostLiked, "RL"),
         };
-        let kind = if sort == ReviewSort::Newest { SortKind::Time } else { SortKind::Int };
+        let kind = if sort == ReviewSort::Newest {
+            SortKind::Time
+        } else {
+            SortKind::Int
+        };
         let after = decode_after(after.as_deref(), tag, kind)?;
         let had_after = after.is_some();
         ctx.tag(format!("Title:{}:reviews", self.0.id), ttl::LIST)?;
-        let key = TitleReviewsKey { sort, page: PageKey { parent: self.0.id, after, limit: first + 1 } };
+        let key = TitleReviewsKey {
+            sort,
+            page: PageKey {
+                parent: self.0.id,
+                after,
+                limit: first + 1,
+            },
+        };
         let rows = ctx.loader()?.load_one(key).await?.unwrap_or_default();
         Review::tag_all(ctx, &rows)?;
         Ok(ReviewConnection::new(
@@ -179,8 +198,14 @@ pub struct TitleQuery;
 #[Object]
 impl TitleQuery {
     /// A title by global id; null when there is none.
-    async fn title(&self, ctx: &Context<'_>, #[graphql(desc = "Global id of the title.")] id: ID) -> Result<Option<Title>> {
-        let Some(id) = ids::decode(&id, "Title", "id")? else { return Ok(None) };
+    async fn title(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Global id of the title.")] id: ID,
+    ) -> Result<Option<Title>> {
+        let Some(id) = ids::decode(&id, "Title", "id")? else {
+            return Ok(None);
+        };
         Ok(load_title(ctx, id).await?.map(Title))
     }
 
@@ -194,17 +219,29 @@ impl TitleQuery {
         #[graphql(desc = "Only titles of this kind.")] kind: Option<TitleKind>,
         #[graphql(desc = "Only titles with this genre (case-insensitive).")] genre: Option<String>,
         #[graphql(desc = "Case-insensitive substring of the name, at most 100 characters.")] search: Option<String>,
-        #[graphql(desc = "Order of the list.", default_with = "TitleOrder::Name")] order_by: TitleOrder,
+        #[graphql(desc = "Order of the list.", default_with = "Some(TitleOrder::Name)")]
+        order_by: Option<TitleOrder>,
     ) -> Result<TitleConnection> {
         let first = page_size(first, 20)?;
+        let order_by = order_by.unwrap_or(TitleOrder::Name);
         let (sort, tag, sort_kind) = order_by.sort();
         let after = decode_after(after.as_deref(), tag, sort_kind)?;
-        let search = search.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let search = search
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
         if search.as_ref().is_some_and(|s| s.chars().count() > 100) {
-            return Err(AppError::bad_input("search", "search is limited to 100 characters").into());
+            return Err(
+                AppError::bad_input("search", "search is limited to 100 characters").into(),
+            );
         }
-        let genre = genre.map(|g| g.trim().to_lowercase()).filter(|g| !g.is_empty());
-        let filter = TitleFilter { kind: kind.map(|k| k.as_db().to_owned()), genre, search };
+        let genre = genre
+            .map(|g| g.trim().to_lowercase())
+            .filter(|g| !g.is_empty());
+        let filter = TitleFilter {
+            kind: kind.map(|k| k.as_db().to_owned()),
+            genre,
+            search,
+        };
         ctx.tag("titles".into(), ttl::LIST)?;
         if matches!(order_by, TitleOrder::TopRated | TitleOrder::MostReviewed) {
             // the order moves with every review written
@@ -239,7 +276,9 @@ impl TitleQuery {
         let since = Utc::now() - chrono::Duration::hours(24);
         let rows = {
             let mut conn = ctx.services()?.db.conn().await.map_err(AppError::from)?;
-            db::titles::trending(&mut conn, since, first).await.map_err(AppError::from)?
+            db::titles::trending(&mut conn, since, first)
+                .await
+                .map_err(AppError::from)?
         };
         Title::tag_all(ctx, &rows)?;
         Ok(rows.into_iter().map(Title).collect())

@@ -30,7 +30,9 @@ impl Role {
         match s {
             "MEMBER" => Ok(Self::Member),
             "ADMIN" => Ok(Self::Admin),
-            other => Err(AppError::Internal(format!("unknown role {other:?} in database"))),
+            other => Err(AppError::Internal(format!(
+                "unknown role {other:?} in database"
+            ))),
         }
     }
 }
@@ -82,12 +84,17 @@ impl User {
 
     /// Whether the signed-in viewer follows this user; false when anonymous. Viewer-specific.
     async fn viewer_is_following(&self, ctx: &Context<'_>) -> Result<bool> {
-        let Some(viewer) = ctx.viewer_id()? else { return Ok(false) };
+        let Some(viewer) = ctx.viewer_id()? else {
+            return Ok(false);
+        };
         if viewer == self.0.id {
             return Ok(false);
         }
         ctx.tag(format!("follows:{viewer}"), ttl::USER)?;
-        let key = ViewerFollowsKey { viewer, user: self.0.id };
+        let key = ViewerFollowsKey {
+            viewer,
+            user: self.0.id,
+        };
         Ok(ctx.loader()?.load_one(key).await?.unwrap_or(false))
     }
 
@@ -102,7 +109,11 @@ impl User {
         let after = decode_after(after.as_deref(), "UR", SortKind::Time)?;
         let had_after = after.is_some();
         ctx.tag(format!("User:{}:reviews", self.0.id), ttl::LIST)?;
-        let key = AuthorReviewsKey(PageKey { parent: self.0.id, after, limit: first + 1 });
+        let key = AuthorReviewsKey(PageKey {
+            parent: self.0.id,
+            after,
+            limit: first + 1,
+        });
         let rows = ctx.loader()?.load_one(key).await?.unwrap_or_default();
         Review::tag_all(ctx, &rows)?;
         Ok(ReviewConnection::new(
@@ -133,15 +144,23 @@ pub struct UserQuery;
 #[Object]
 impl UserQuery {
     /// A user by username (case-insensitive); null when there is none.
-    async fn user(&self, ctx: &Context<'_>, #[graphql(desc = "The username, any case.")] username: String) -> Result<Option<User>> {
+    async fn user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The username, any case.")] username: String,
+    ) -> Result<Option<User>> {
         let username = normalize_username(&username);
         if username.len() > 64 {
-            return Err(AppError::bad_input("username", "usernames are at most 30 characters").into());
+            return Err(
+                AppError::bad_input("username", "usernames are at most 30 characters").into(),
+            );
         }
         ctx.tag(format!("username:{username}"), ttl::USER)?;
         let row = {
             let mut conn = ctx.services()?.db.conn().await.map_err(AppError::from)?;
-            db::users::by_username(&mut conn, &username).await.map_err(AppError::from)?
+            db::users::by_username(&mut conn, &username)
+                .await
+                .map_err(AppError::from)?
         };
         if let Some(r) = &row {
             ctx.tag(format!("User:{}", r.id), ttl::USER)?;
@@ -151,7 +170,9 @@ impl UserQuery {
 
     /// The signed-in user; null when anonymous.
     async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        let Some(id) = ctx.viewer_id()? else { return Ok(None) };
+        let Some(id) = ctx.viewer_id()? else {
+            return Ok(None);
+        };
         Ok(load_user(ctx, id).await?.map(User))
     }
 }

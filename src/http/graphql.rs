@@ -35,13 +35,20 @@ impl Executed {
     /// A response holding only request-level errors.
     pub fn request_error(status: StatusCode, code: &str, message: &str) -> Self {
         let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
-        Self { status, body: body.to_string().into_bytes(), headers: vec![no_store()] }
+        Self {
+            status,
+            body: body.to_string().into_bytes(),
+            headers: vec![no_store()],
+        }
     }
 
     fn into_response(self, media: Media) -> Response {
         let mut res = (self.status, self.body).into_response();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(media.content_type()),
+        );
         for (name, value) in self.headers {
             h.insert(name, value);
         }
@@ -62,7 +69,9 @@ pub async fn post(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Re
     };
     match read_post(&headers, &body) {
         Err(e) => read_error(e).into_response(media),
-        Ok(Body::Single(input)) => execute(&app, viewer, input, &Method::POST, media).await.into_response(media),
+        Ok(Body::Single(input)) => execute(&app, viewer, input, &Method::POST, media)
+            .await
+            .into_response(media),
         Ok(Body::Batch(inputs)) => {
             let mut parts = Vec::with_capacity(inputs.len());
             for input in inputs {
@@ -76,7 +85,12 @@ pub async fn post(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Re
                 body.extend_from_slice(&part.body);
             }
             body.push(b']');
-            Executed { status: StatusCode::OK, body, headers: vec![no_store()] }.into_response(media)
+            Executed {
+                status: StatusCode::OK,
+                body,
+                headers: vec![no_store()],
+            }
+            .into_response(media)
         }
     }
 }
@@ -99,12 +113,16 @@ pub async fn get(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQ
         Ok(v) => v,
         Err(e) => return e.into_response(media),
     };
-    execute(&app, viewer, input, &Method::GET, media).await.into_response(media)
+    execute(&app, viewer, input, &Method::GET, media)
+        .await
+        .into_response(media)
 }
 
 fn read_error(e: ReadError) -> Executed {
     match e {
-        ReadError::Malformed(m) => Executed::request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &m),
+        ReadError::Malformed(m) => {
+            Executed::request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &m)
+        }
         ReadError::UnsupportedMedia(m) => {
             Executed::request_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "BAD_REQUEST", &m)
         }
@@ -118,12 +136,15 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Viewer, Executed> {
     };
     let unauthenticated = |e: AppError| {
         let mut ex = Executed::request_error(StatusCode::UNAUTHORIZED, e.code(), &e.message());
-        ex.headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        ex.headers
+            .push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         ex
     };
-    let value = value
-        .to_str()
-        .map_err(|_| unauthenticated(AppError::Unauthenticated("Authorization is not text".into())))?;
+    let value = value.to_str().map_err(|_| {
+        unauthenticated(AppError::Unauthenticated(
+            "Authorization is not text".into(),
+        ))
+    })?;
     app.services
         .auth
         .from_header(value)
@@ -137,27 +158,47 @@ pub fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<Op
         (DocumentOperations::Single(op), None) => Some(op.node.ty),
         (DocumentOperations::Single(op), Some(_)) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(n)) => ops.get(n).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next().map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
         (DocumentOperations::Multiple(_), None) => None,
     }
 }
 
 /// Runs one operation through parsing, checks and execution.
-pub async fn execute(app: &App, viewer: Viewer, input: GqlInput, method: &Method, media: Media) -> Executed {
+pub async fn execute(
+    app: &App,
+    viewer: Viewer,
+    input: GqlInput,
+    method: &Method,
+    media: Media,
+) -> Executed {
     let Some(query) = input.query else {
-        return Executed::request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request has no `query`");
+        return Executed::request_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "the request has no `query`",
+        );
     };
     let variables = match input.variables {
         None | Some(serde_json::Value::Null) => Variables::default(),
         Some(v @ serde_json::Value::Object(_)) => Variables::from_json(v),
         Some(_) => {
-            return Executed::request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "`variables` must be a JSON object");
+            return Executed::request_error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "`variables` must be a JSON object",
+            );
         }
     };
     let doc = match async_graphql::parser::parse_query(&query) {
         Ok(doc) => doc,
         Err(e) => {
-            let status = if media == Media::GraphqlResponse { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+            let status = if media == Media::GraphqlResponse {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
             return Executed::request_error(status, "GRAPHQL_PARSE_FAILED", &e.to_string());
         }
     };
@@ -169,7 +210,8 @@ pub async fn execute(app: &App, viewer: Viewer, input: GqlInput, method: &Method
                 "METHOD_NOT_ALLOWED",
                 "mutations must be sent with POST",
             );
-            ex.headers.push((header::ALLOW, HeaderValue::from_static("POST")));
+            ex.headers
+                .push((header::ALLOW, HeaderValue::from_static("POST")));
             return ex;
         }
         (Some(OperationType::Subscription), _) => {
@@ -182,7 +224,9 @@ pub async fn execute(app: &App, viewer: Viewer, input: GqlInput, method: &Method
         _ => {}
     }
     let state = RequestState::new(viewer);
-    let mut request = async_graphql::Request::new(query).variables(variables).data(state.clone());
+    let mut request = async_graphql::Request::new(query)
+        .variables(variables)
+        .data(state.clone());
     let operation_name = input.operation_name;
     if let Some(name) = &operation_name {
         request = request.operation_name(name.clone());
@@ -193,7 +237,12 @@ pub async fn execute(app: &App, viewer: Viewer, input: GqlInput, method: &Method
     finish(response, op, media, &state)
 }
 
-fn finish(mut response: async_graphql::Response, op: Option<OperationType>, media: Media, _state: &Arc<RequestState>) -> Executed {
+fn finish(
+    mut response: async_graphql::Response,
+    op: Option<OperationType>,
+    media: Media,
+    _state: &Arc<RequestState>,
+) -> Executed {
     let mut status = StatusCode::OK;
     let mut headers = vec![no_store()];
     let request_failed = response.data == async_graphql::Value::Null && !response.errors.is_empty();
@@ -220,8 +269,13 @@ fn finish(mut response: async_graphql::Response, op: Option<OperationType>, medi
         status = StatusCode::BAD_REQUEST;
     }
     let _ = op;
-    let body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{\"errors\":[{\"message\":\"serialization failed\"}]}".to_vec());
-    Executed { status, body, headers }
+    let body = serde_json::to_vec(&response)
+        .unwrap_or_else(|_| b"{\"errors\":[{\"message\":\"serialization failed\"}]}".to_vec());
+    Executed {
+        status,
+        body,
+        headers,
+    }
 }
 
 /// Gives every error an `extensions.code`: errors raised before execution
@@ -233,7 +287,13 @@ fn ensure_code(err: &mut ServerError) -> String {
             other => other.to_string(),
         };
     }
-    let code = if err.path.is_empty() { "GRAPHQL_VALIDATION_FAILED" } else { "BAD_USER_INPUT" };
-    err.extensions.get_or_insert_with(ErrorExtensionValues::default).set("code", code);
+    let code = if err.path.is_empty() {
+        "GRAPHQL_VALIDATION_FAILED"
+    } else {
+        "BAD_USER_INPUT"
+    };
+    err.extensions
+        .get_or_insert_with(ErrorExtensionValues::default)
+        .set("code", code);
     code.to_owned()
 }

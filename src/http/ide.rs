@@ -30,7 +30,9 @@ query TopRated {
 
 fn js_string(s: &str) -> String {
     // JSON is valid JS; escaping `<` keeps `</script>` out of the page
-    serde_json::to_string(s).unwrap_or_default().replace('<', "\\u003c")
+    serde_json::to_string(s)
+        .unwrap_or_default()
+        .replace('<', "\\u003c")
 }
 
 /// The GraphiQL page.

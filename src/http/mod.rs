@@ -33,14 +33,20 @@ tokio::task_local! {
 
 /// The request id of the request being handled (or `-` outside one).
 pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".into())
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "-".into())
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn new_request_id() -> String {
     // process-unique and cheap; instances are told apart by the pid prefix
-    format!("{:x}-{:x}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{:x}-{:x}",
+        std::process::id(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -52,7 +58,11 @@ async fn request_context(req: Request, next: Next) -> Response {
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
         .map_or_else(new_request_id, str::to_owned);
     let span = tracing::info_span!(
         "request",
@@ -63,7 +73,9 @@ async fn request_context(req: Request, next: Next) -> Response {
         duration_ms = tracing::field::Empty,
     );
     let started = Instant::now();
-    let mut res = REQUEST_ID.scope(id.clone(), next.run(req).instrument(span.clone())).await;
+    let mut res = REQUEST_ID
+        .scope(id.clone(), next.run(req).instrument(span.clone()))
+        .await;
     let status = res.status().as_u16();
     span.record("status", status);
     span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
@@ -98,7 +110,12 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("apollographql-client-version"),
             HeaderName::from_static("apollo-require-preflight"),
         ])
-        .expose_headers([X_REQUEST_ID, HeaderName::from_static("x-cache"), header::ETAG, header::RETRY_AFTER])
+        .expose_headers([
+            X_REQUEST_ID,
+            HeaderName::from_static("x-cache"),
+            header::ETAG,
+            header::RETRY_AFTER,
+        ])
         .max_age(std::time::Duration::from_secs(600))
 }
 

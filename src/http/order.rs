@@ -28,7 +28,12 @@ pub fn reorder(doc: &ExecutableDocument, operation: Option<&str>, data: &mut Val
 }
 
 /// Collects response keys in order, with the sub-selections of each key.
-fn collect<'a>(doc: &'a ExecutableDocument, set: &'a SelectionSet, out: &mut Vec<(&'a Name, Vec<&'a SelectionSet>)>, depth: usize) {
+fn collect<'a>(
+    doc: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+    out: &mut Vec<(&'a Name, Vec<&'a SelectionSet>)>,
+    depth: usize,
+) {
     if depth > 32 {
         return;
     }
@@ -42,7 +47,9 @@ fn collect<'a>(doc: &'a ExecutableDocument, set: &'a SelectionSet, out: &mut Vec
                     None => out.push((&key.node, vec![sub])),
                 }
             }
-            Selection::InlineFragment(frag) => collect(doc, &frag.node.selection_set.node, out, depth + 1),
+            Selection::InlineFragment(frag) => {
+                collect(doc, &frag.node.selection_set.node, out, depth + 1)
+            }
             Selection::FragmentSpread(spread) => {
                 if let Some(def) = doc.fragments.get(&spread.node.fragment_name.node) {
                     collect(doc, &def.node.selection_set.node, out, depth + 1);

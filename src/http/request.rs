@@ -57,7 +57,9 @@ pub fn read_post(headers: &HeaderMap, body: &[u8]) -> Result<Body, ReadError> {
             match value {
                 serde_json::Value::Array(items) => {
                     if items.is_empty() || items.len() > 20 {
-                        return Err(ReadError::Malformed("a batch holds 1 to 20 operations".into()));
+                        return Err(ReadError::Malformed(
+                            "a batch holds 1 to 20 operations".into(),
+                        ));
                     }
                     items
                         .into_iter()
@@ -71,7 +73,10 @@ pub fn read_post(headers: &HeaderMap, body: &[u8]) -> Result<Body, ReadError> {
         "application/graphql" => {
             let query = String::from_utf8(body.to_vec())
                 .map_err(|_| ReadError::Malformed("the body is not UTF-8".into()))?;
-            Ok(Body::Single(GqlInput { query: Some(query), ..GqlInput::default() }))
+            Ok(Body::Single(GqlInput {
+                query: Some(query),
+                ..GqlInput::default()
+            }))
         }
         other => Err(ReadError::UnsupportedMedia(format!(
             "Content-Type {other} is not supported; send application/json"
@@ -81,9 +86,12 @@ pub fn read_post(headers: &HeaderMap, body: &[u8]) -> Result<Body, ReadError> {
 
 fn parse_input(value: serde_json::Value) -> Result<GqlInput, ReadError> {
     if !value.is_object() {
-        return Err(ReadError::Malformed("the body must be a JSON object with a `query`".into()));
+        return Err(ReadError::Malformed(
+            "the body must be a JSON object with a `query`".into(),
+        ));
     }
-    serde_json::from_value(value).map_err(|e| ReadError::Malformed(format!("bad request body: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| ReadError::Malformed(format!("bad request body: {e}")))
 }
 
 /// Parses the query string of a GET request.
@@ -93,7 +101,10 @@ pub fn read_get(raw_query: Option<&str>) -> Result<GqlInput, ReadError> {
     let json = |k: &str| -> Result<Option<serde_json::Value>, ReadError> {
         get(k)
             .filter(|v| !v.is_empty())
-            .map(|v| serde_json::from_str(&v).map_err(|e| ReadError::Malformed(format!("`{k}` is not valid JSON: {e}"))))
+            .map(|v| {
+                serde_json::from_str(&v)
+                    .map_err(|e| ReadError::Malformed(format!("`{k}` is not valid JSON: {e}")))
+            })
             .transpose()
     };
     Ok(GqlInput {
@@ -148,7 +159,10 @@ pub enum Media {
 impl Media {
     /// Chooses from the Accept header (absent or `*/*` → legacy JSON).
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if accept.contains("application/graphql-response+json") {
             Self::GraphqlResponse
         } else {

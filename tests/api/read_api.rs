@@ -1,0 +1,425 @@
+//! The read API against real data: pagination, filters, counters, nodes,
+//! bad input, and the N+1 bound.
+
+use serde_json::json;
+
+use crate::support::{TestApp, fx, gid};
+
+const FEED: &str = "query($first: Int, $after: String) {
+  feed(first: $first, after: $after) {
+    totalCount
+    edges { cursor node { id rating likeCount commentCount viewerHasLiked
+            title { id name } author { id username } } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_pages_newest_first_with_opaque_cursors() {
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let (ana, ben) = (fx::user(&mut c, "ana").await, fx::user(&mut c, "ben").await);
+    let mut reviews = vec![];
+    for i in 0..5 {
+        let title = fx::title(&mut c, &format!("Film {i}")).await;
+        reviews.push(
+            fx::review(
+                &mut c,
+                if i % 2 == 0 { ana } else { ben },
+                title,
+                5 + i as i16,
+            )
+            .await,
+        );
+    }
+    let mut seen = vec![];
+    let mut after: Option<String> = None;
+    for (page, expected) in [(0, 2), (1, 2), (2, 1)] {
+        let res = t.gql(FEED, json!({ "first": 2, "after": after })).await;
+        let feed = &res.ok()["feed"];
+        assert_eq!(feed["totalCount"], 5);
+        let edges = feed["edges"].as_array().expect("edges");
+        assert_eq!(edges.len(), expected, "page {page}");
+        assert_eq!(feed["pageInfo"]["hasNextPage"], page < 2);
+        assert_eq!(feed["pageInfo"]["hasPreviousPage"], page > 0);
+        assert_eq!(
+            feed["pageInfo"]["endCursor"],
+            edges.last().expect("edge")["cursor"]
+        );
+        for e in edges {
+            seen.push(e["node"]["id"].as_str().expect("id").to_owned());
+        }
+        after = feed["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    }
+    // newest first, every review exactly once
+    let expected: Vec<String> = reviews.iter().rev().map(|id| gid("Review", *id)).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_feed_costs_a_constant_number_of_statements() {
+    let t = TestApp::new().await;
+    let args = nexora::cli::SeedArgs {
+        titles: 40,
+        users: 40,
+        reviews: 120,
+        likes: 300,
+        comments: 150,
+        seed: 7,
+    };
+    nexora::seed::run(&t.db.url, &args, std::time::Duration::from_secs(5))
+        .await
+        .expect("seed");
+    let token = t.token(1);
+    let mut counts = vec![];
+    for first in [5, 50] {
+        let before = t.statements();
+        let res = t
+            .gql_as(Some(&token), FEED, json!({ "first": first }))
+            .await;
+        let edges = res.ok()["feed"]["edges"].as_array().expect("edges").len();
+        assert_eq!(edges, first);
+        counts.push(t.statements() - before);
+    }
+    assert!(
+        counts.iter().all(|n| *n <= 6),
+        "statements per feed page: {counts:?}"
+    );
+    assert_eq!(
+        counts[0], counts[1],
+        "statement count must not grow with page size: {counts:?}"
+    );
+
+    // nested connections batch too: titles → reviews → comments → author
+    let q = "{ titles(first: 20, orderBy: MOST_REVIEWED) { edges { node { name
+              reviews(first: 3) { totalCount edges { node { author { username }
+                comments(first: 2) { edges { node { body author { username } } } } } } } } } } }";
+    let before = t.statements();
+    let res = t.gql(q, json!({})).await;
+    res.ok();
+    let n = t.statements() - before;
+    assert!(n <= 6, "nested titles/reviews/comments took {n} statements");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn titles_filter_search_and_order_with_keyset_pages() {
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let names = [
+        "The Dark Forest",
+        "Darkness Falls",
+        "Bright Day",
+        "Amber",
+        "Amber",
+    ];
+    let mut ids = vec![];
+    for n in names {
+        ids.push(fx::title(&mut c, n).await);
+    }
+    let users: Vec<i64> = {
+        let mut v = vec![];
+        for u in ["user1", "user2", "user3"] {
+            v.push(fx::user(&mut c, u).await);
+        }
+        v
+    };
+    // ratings: Bright Day 9 & 7 (avg 8), Amber#1 10, Dark Forest 2; others unrated
+    fx::review(&mut c, users[0], ids[2], 9).await;
+    fx::review(&mut c, users[1], ids[2], 7).await;
+    fx::review(&mut c, users[0], ids[3], 10).await;
+    fx::review(&mut c, users[2], ids[0], 2).await;
+
+    let q = "query($s: String, $o: TitleOrder, $f: Int, $a: String) { titles(search: $s, orderBy: $o, first: $f, after: $a) {
+               totalCount edges { node { name averageRating reviewCount } } pageInfo { hasNextPage endCursor } } }";
+    let res = t.gql(q, json!({ "s": "DARK" })).await;
+    let got: Vec<&str> = res.ok()["titles"]["edges"]
+        .as_array()
+        .expect("e")
+        .iter()
+        .map(|e| e["node"]["name"].as_str().expect("n"))
+        .collect();
+    assert_eq!(got, ["Darkness Falls", "The Dark Forest"]);
+    assert_eq!(res.ok()["titles"]["totalCount"], 2);
+    // LIKE metacharacters are literal
+    let res = t.gql(q, json!({ "s": "%" })).await;
+    assert_eq!(res.ok()["titles"]["totalCount"], 0);
+
+    let res = t.gql(q, json!({ "o": "TOP_RATED" })).await;
+    let ratings: Vec<serde_json::Value> = res.ok()["titles"]["edges"]
+        .as_array()
+        .expect("e")
+        .iter()
+        .map(|e| e["node"]["averageRating"].clone())
+        .collect();
+    assert_eq!(ratings[..3], [json!(10.0), json!(8.0), json!(2.0)]);
+    assert!(
+        ratings[3].is_null() && ratings[4].is_null(),
+        "unrated last: {ratings:?}"
+    );
+
+    // walk every order one title at a time: each title exactly once, even with equal names and null ratings
+    for order in ["NAME", "NEWEST", "TOP_RATED", "MOST_REVIEWED"] {
+        let mut after: Option<String> = None;
+        let mut seen = vec![];
+        loop {
+            let res = t.gql(q, json!({ "o": order, "f": 1, "a": after })).await;
+            let titles = &res.ok()["titles"];
+            for e in titles["edges"].as_array().expect("e") {
+                seen.push(e["node"]["name"].as_str().expect("n").to_owned());
+            }
+            if titles["pageInfo"]["hasNextPage"] != true {
+                break;
+            }
+            after = titles["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+            assert!(seen.len() <= 5, "{order} pagination does not terminate");
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                "Amber",
+                "Amber",
+                "Bright Day",
+                "Darkness Falls",
+                "The Dark Forest"
+            ],
+            "{order}"
+        );
+    }
+
+    let res = t
+        .gql(
+            "{ titles(genre: \"DRAMA\", kind: MOVIE) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.ok()["titles"]["totalCount"], 5);
+    let res = t
+        .gql(
+            "{ titles(kind: ANIME) { totalCount edges { cursor } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.ok()["titles"]["totalCount"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_track_every_write_path() {
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let (a, b, d) = (
+        fx::user(&mut c, "a_user").await,
+        fx::user(&mut c, "b_user").await,
+        fx::user(&mut c, "d_user").await,
+    );
+    let film = fx::title(&mut c, "Counted").await;
+    let r1 = fx::review(&mut c, a, film, 6).await;
+    fx::review(&mut c, b, film, 9).await;
+    fx::like(&mut c, b, r1).await;
+    fx::like(&mut c, d, r1).await;
+    fx::comment(&mut c, d, r1, "nice").await;
+    fx::follow(&mut c, b, a).await;
+    fx::follow(&mut c, d, a).await;
+    let q = "query($t: ID!, $r: ID!) { title(id: $t) { reviewCount averageRating }
+               review(id: $r) { likeCount commentCount comments { totalCount edges { node { body author { username } } } } }
+               user(username: \"A_User\") { reviewCount followerCount followingCount reviews { totalCount } } }";
+    let vars = json!({ "t": gid("Title", film), "r": gid("Review", r1) });
+    let res = t.gql(q, vars.clone()).await;
+    let d = res.ok();
+    assert_eq!(
+        d["title"],
+        json!({ "reviewCount": 2, "averageRating": 7.5 })
+    );
+    assert_eq!(d["review"]["likeCount"], 2);
+    assert_eq!(d["review"]["commentCount"], 1);
+    assert_eq!(
+        d["review"]["comments"]["edges"][0]["node"],
+        json!({ "body": "nice", "author": { "username": "d_user" } })
+    );
+    assert_eq!(
+        d["user"],
+        json!({ "reviewCount": 1, "followerCount": 2, "followingCount": 0, "reviews": { "totalCount": 1 } })
+    );
+
+    // deleting a review removes its likes and comments and updates the title
+    use diesel_async::SimpleAsyncConnection;
+    c.batch_execute(&format!("DELETE FROM reviews WHERE id = {r1}"))
+        .await
+        .expect("delete");
+    let res = t.gql(q, vars).await;
+    assert_eq!(
+        res.ok()["title"],
+        json!({ "reviewCount": 1, "averageRating": 9.0 })
+    );
+    assert!(res.ok()["review"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_and_nodes_resolve_every_type() {
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let u = fx::user(&mut c, "noder").await;
+    let ti = fx::title(&mut c, "Noded").await;
+    let r = fx::review(&mut c, u, ti, 8).await;
+    let cm = fx::comment(&mut c, u, r, "hello").await;
+    let q = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id
+               ... on Title { name } ... on User { username } ... on Review { rating } ... on Comment { body } } }";
+    let ids = [
+        gid("Title", ti),
+        gid("User", u),
+        gid("Review", r),
+        gid("Comment", cm),
+        gid("Review", 999_999),
+    ];
+    let res = t.gql(q, json!({ "ids": ids })).await;
+    assert_eq!(
+        res.ok()["nodes"],
+        json!([
+            { "__typename": "Title", "id": ids[0], "name": "Noded" },
+            { "__typename": "User", "id": ids[1], "username": "noder" },
+            { "__typename": "Review", "id": ids[2], "rating": 8 },
+            { "__typename": "Comment", "id": ids[3], "body": "hello" },
+            null
+        ])
+    );
+    let res = t
+        .gql(
+            "query($id: ID!) { node(id: $id) { id } }",
+            json!({ "id": ids[2] }),
+        )
+        .await;
+    assert_eq!(res.ok()["node"]["id"], ids[2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_bad_user_input_and_unknown_ids_null() {
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let u = fx::user(&mut c, "someone").await;
+    let cases = [
+        ("{ title(id: \"not-an-id\") { name } }", "id"),
+        ("{ node(id: \"%%%\") { id } }", "id"),
+        ("{ feed(first: 101) { totalCount } }", "first"),
+        ("{ feed(first: -1) { totalCount } }", "first"),
+        ("{ titles(first: 1000) { totalCount } }", "first"),
+        ("{ feed(after: \"garbage\") { totalCount } }", "after"),
+        ("{ trendingTitles(first: 500) { name } }", "first"),
+        ("{ nodes(ids: [\"x\"]) { id } }", "ids"),
+    ];
+    for (q, field) in cases {
+        let res = t.gql(q, json!({})).await;
+        assert_eq!(res.status, 200, "{q}");
+        assert_eq!(res.code(), Some("BAD_USER_INPUT"), "{q}: {}", res.body);
+        assert_eq!(res.body["errors"][0]["extensions"]["field"], field, "{q}");
+    }
+    // a cursor from another list is not accepted
+    let feed = t
+        .gql("{ titles(first: 1) { pageInfo { endCursor } } }", json!({}))
+        .await;
+    let _ = feed;
+    let ti = fx::title(&mut c, "T").await;
+    fx::review(&mut c, u, ti, 5).await;
+    let res = t
+        .gql("{ feed(first: 1) { pageInfo { endCursor } } }", json!({}))
+        .await;
+    let cursor = res.ok()["feed"]["pageInfo"]["endCursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
+    let res = t
+        .gql(
+            "query($a: String) { titles(after: $a) { totalCount } }",
+            json!({ "a": cursor }),
+        )
+        .await;
+    assert_eq!(res.code(), Some("BAD_USER_INPUT"));
+    // well-formed but unknown → null, no error
+    let res = t
+        .gql(
+            "query($t: ID!, $r: ID!, $u: ID!) { title(id: $t) { name } review(id: $r) { body } wrongType: title(id: $u) { name } user(username: \"nobody\") { id } }",
+            json!({ "t": gid("Title", 424_242), "r": gid("Review", 999_999), "u": gid("User", u) }),
+        )
+        .await;
+    assert_eq!(
+        res.ok(),
+        &json!({ "title": null, "review": null, "wrongType": null, "user": null })
+    );
+    // a wrongly typed variable is a validation error with a code, not a 500
+    let res = t
+        .gql(
+            "query($f: Int) { feed(first: $f) { totalCount } }",
+            json!({ "f": "ten" }),
+        )
+        .await;
+    assert!(res.code().is_some(), "{}", res.body);
+    assert_ne!(res.status, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_feed_and_viewer_follow_the_signed_in_user() {
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let (me, star, other) = (
+        fx::user(&mut c, "myself").await,
+        fx::user(&mut c, "star").await,
+        fx::user(&mut c, "other").await,
+    );
+    let film = fx::title(&mut c, "Film").await;
+    let starred = fx::review(&mut c, star, film, 9).await;
+    fx::review(&mut c, other, film, 3).await;
+    fx::follow(&mut c, me, star).await;
+    fx::like(&mut c, me, starred).await;
+
+    let res = t.gql("{ homeFeed { totalCount } }", json!({})).await;
+    assert_eq!(res.code(), Some("UNAUTHENTICATED"));
+    let res = t.gql("{ viewer { id } }", json!({})).await;
+    assert_eq!(res.ok()["viewer"], json!(null));
+
+    let token = t.token(me);
+    let q = "{ viewer { username followingCount } homeFeed { totalCount edges { node { id viewerHasLiked author { username viewerIsFollowing } } } } }";
+    let res = t.gql_as(Some(&token), q, json!({})).await;
+    assert_eq!(
+        res.ok(),
+        &json!({
+            "viewer": { "username": "myself", "followingCount": 1 },
+            "homeFeed": { "totalCount": 1, "edges": [{ "node": { "id": gid("Review", starred), "viewerHasLiked": true,
+                "author": { "username": "star", "viewerIsFollowing": true } } }] }
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trending_ranks_the_last_day_of_activity() {
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let users: Vec<i64> = {
+        let mut v = vec![];
+        for i in 0..4 {
+            v.push(fx::user(&mut c, &format!("fan{i}")).await);
+        }
+        v
+    };
+    let (old, hot, warm) = (
+        fx::title(&mut c, "Old").await,
+        fx::title(&mut c, "Hot").await,
+        fx::title(&mut c, "Warm").await,
+    );
+    let old_review = fx::review(&mut c, users[0], old, 5).await;
+    use diesel_async::SimpleAsyncConnection;
+    c.batch_execute(&format!(
+        "UPDATE reviews SET created_at = now() - interval '3 days' WHERE id = {old_review}"
+    ))
+    .await
+    .expect("age");
+    let hot_review = fx::review(&mut c, users[0], hot, 8).await;
+    fx::review(&mut c, users[1], hot, 9).await;
+    fx::review(&mut c, users[1], warm, 7).await;
+    fx::like(&mut c, users[2], hot_review).await;
+    let res = t
+        .gql("{ trendingTitles(first: 5) { name } }", json!({}))
+        .await;
+    assert_eq!(
+        res.ok()["trendingTitles"],
+        json!([{ "name": "Hot" }, { "name": "Warm" }])
+    );
+}

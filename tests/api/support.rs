@@ -1,0 +1,370 @@
+//! Test harness: one database per test cloned from a migrated template, a
+//! unique Redis key prefix per test, the real router, and small fixtures.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode},
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use http_body_util::BodyExt;
+use nexora::{app::App, config::Config, db::Db};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use tower::ServiceExt;
+
+/// Where the tests find Postgres (trust auth, as on the dev machines and CI).
+pub const PG_BASE: &str = "postgres://postgres@127.0.0.1:5432";
+/// Where the tests find Redis.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// A fixed test secret (32 bytes).
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-sec";
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+async fn admin(sql: &str) {
+    let url = format!("{PG_BASE}/postgres");
+    let mut conn = match tokio::time::timeout(
+        Duration::from_secs(5),
+        AsyncPgConnection::establish(&url),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        other => panic!(
+            "cannot reach Postgres at {url} ({}).\nStart it: `pg_ctlcluster --skip-systemctl-redirect 15 main start` \
+             (or `docker compose up -d postgres`); the tests need a trust-auth `postgres` user.",
+            match other {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".into(),
+            }
+        ),
+    };
+    conn.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("admin SQL failed: {sql}: {e}"));
+}
+
+fn migrations_hash() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = walk(&dir);
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update(std::fs::read(&f).expect("read migration"));
+    }
+    hex::encode(h.finalize())[..12].to_owned()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).expect("migrations dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
+    }
+    out
+}
+
+/// Creates (once per migrations version, safely across processes) the template database.
+async fn template() -> String {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("nexora_tmpl_{}", migrations_hash());
+            let url = format!("{PG_BASE}/postgres");
+            let mut conn = AsyncPgConnection::establish(&url).await.unwrap_or_else(|e| {
+                panic!("cannot reach Postgres at {url}: {e}. Start it: `pg_ctlcluster --skip-systemctl-redirect 15 main start`")
+            });
+            conn.batch_execute("SELECT pg_advisory_lock(884213)").await.expect("lock");
+            let exists = {
+                use diesel_async::RunQueryDsl;
+                #[derive(diesel::QueryableByName)]
+                struct N {
+                    #[diesel(sql_type = diesel::sql_types::BigInt)]
+                    n: i64,
+                }
+                let n: N = diesel::sql_query(format!("SELECT count(*) AS n FROM pg_database WHERE datname = '{name}'"))
+                    .get_result(&mut conn)
+                    .await
+                    .expect("query pg_database");
+                n.n > 0
+            };
+            if !exists {
+                let building = format!("{name}_build");
+                conn.batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).await.expect("drop");
+                conn.batch_execute(&format!("CREATE DATABASE {building}")).await.expect("create template");
+                nexora::db::migrate(&format!("{PG_BASE}/{building}"), Duration::from_secs(10))
+                    .await
+                    .expect("migrate template");
+                // the migration connection is closed by now; rename makes it visible atomically
+                conn.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).await.expect("rename");
+            }
+            conn.batch_execute("SELECT pg_advisory_unlock(884213)").await.expect("unlock");
+            name
+        })
+        .await
+        .clone()
+}
+
+/// A database of one's own, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let tmpl = template().await;
+        let name = format!(
+            "t_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        admin(&format!("CREATE DATABASE {name} TEMPLATE {tmpl}")).await;
+        Self {
+            url: format!("{PG_BASE}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async; a short-lived thread with its own runtime does the SQL.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(admin(&format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )));
+            }
+        })
+        .join();
+    }
+}
+
+/// A unique Redis key prefix for one test.
+pub fn redis_prefix() -> String {
+    format!(
+        "test:{}:{}:",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One server instance over a test database.
+pub struct TestApp {
+    pub app: App,
+    pub router: Router,
+    pub db: TestDb,
+}
+
+/// A response: status, headers and JSON body.
+pub struct Res {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Res {
+    /// `data` of the response.
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+    /// The `extensions.code` of the first error.
+    pub fn code(&self) -> Option<&str> {
+        self.body["errors"][0]["extensions"]["code"].as_str()
+    }
+    /// Panics with the body when there are errors.
+    pub fn ok(&self) -> &Value {
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {}",
+            self.body
+        );
+        self.data()
+    }
+}
+
+/// Defaults plus test Redis with a fresh key prefix and a small pool.
+pub fn test_config() -> Config {
+    Config {
+        redis_url: REDIS_URL.into(),
+        redis_key_prefix: redis_prefix(),
+        db_pool_size: 8,
+        ..Config::default()
+    }
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with_config(test_config()).await
+    }
+
+    pub async fn with_config(mut config: Config) -> Self {
+        let db = TestDb::new().await;
+        config.database_url = db.url.clone();
+        Self::on(db, config).await
+    }
+
+    /// An instance over an existing database (a second instance shares it).
+    pub async fn on(db: TestDb, config: Config) -> Self {
+        let pool = Db::connect(&config).await.expect("pool");
+        let app = App::build(config, pool, SECRET);
+        let router = nexora::http::router(app.clone());
+        Self { app, router, db }
+    }
+
+    /// Statements sent through this instance's pool so far.
+    pub fn statements(&self) -> u64 {
+        self.app.services.db.statements()
+    }
+
+    /// A signed token for a user id.
+    pub fn token(&self, user_id: i64) -> String {
+        self.app.services.auth.issue(user_id).expect("token")
+    }
+
+    /// Sends any request through the router.
+    pub async fn send(&self, req: Request<Body>) -> Res {
+        // on a worker task, as axum serves connections (block_on wakes yields eagerly)
+        let router = self.router.clone();
+        let res = tokio::spawn(async move { router.oneshot(req).await })
+            .await
+            .expect("request task")
+            .expect("router");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Res {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// POSTs a GraphQL request, signed in as `token` when given.
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Res {
+        let mut req = Request::post("/graphql").header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        self.send(req.body(Body::from(body)).expect("request"))
+            .await
+    }
+
+    /// POSTs an anonymous GraphQL request.
+    pub async fn gql(&self, query: &str, variables: Value) -> Res {
+        self.gql_as(None, query, variables).await
+    }
+
+    /// A direct database connection for fixtures and checks.
+    pub async fn conn(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.db.url)
+            .await
+            .expect("connect test db")
+    }
+}
+
+/// Global id as the API shows it.
+pub fn gid(ty: &str, id: i64) -> String {
+    nexora::graphql::ids::to_global(ty, id).0
+}
+
+/// Small fixture builders writing straight to the database.
+pub mod fx {
+    use diesel_async::AsyncPgConnection;
+    use nexora::db::{self, reviews::NewReview, titles::NewTitle, users::NewUser};
+
+    pub async fn user(c: &mut AsyncPgConnection, name: &str) -> i64 {
+        db::users::insert(
+            c,
+            &NewUser {
+                username: name,
+                display_name: name,
+                bio: None,
+                password_hash: "x",
+                role: "MEMBER",
+            },
+        )
+        .await
+        .expect("user")
+        .id
+    }
+
+    pub async fn title(c: &mut AsyncPgConnection, name: &str) -> i64 {
+        let genres = vec!["drama".to_owned()];
+        db::titles::insert(
+            c,
+            &NewTitle {
+                kind: "MOVIE",
+                name,
+                release_year: Some(2020),
+                synopsis: None,
+                genres: &genres,
+            },
+        )
+        .await
+        .expect("title")
+        .id
+    }
+
+    pub async fn review(c: &mut AsyncPgConnection, author: i64, title: i64, rating: i16) -> i64 {
+        let body = format!("review by {author} of {title}");
+        db::reviews::insert(
+            c,
+            &NewReview {
+                title_id: title,
+                author_id: author,
+                rating,
+                body: &body,
+                contains_spoilers: false,
+            },
+        )
+        .await
+        .expect("review")
+        .id
+    }
+
+    pub async fn like(c: &mut AsyncPgConnection, user: i64, review: i64) {
+        db::likes::like(c, user, review).await.expect("like");
+    }
+
+    pub async fn comment(c: &mut AsyncPgConnection, author: i64, review: i64, body: &str) -> i64 {
+        db::comments::insert(c, review, author, body)
+            .await
+            .expect("comment")
+            .id
+    }
+
+    pub async fn follow(c: &mut AsyncPgConnection, follower: i64, followee: i64) {
+        db::follows::follow(c, follower, followee)
+            .await
+            .expect("follow");
+    }
+}
