@@ -19,7 +19,6 @@ async fn main() -> std::process::ExitCode {
     match nexora::server::run(cli, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("nexora: {e:#}");
             std::process::ExitCode::FAILURE
         }

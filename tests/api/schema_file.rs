@@ -121,3 +121,16 @@ fn served_schema_contains_the_contract_query_api() {
         missing.join("\n")
     );
 }
+
+#[test]
+fn readme_documents_every_environment_variable() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README");
+    for (name, ..) in nexora::config::ENV_VARS {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README.md does not document {name}"
+        );
+    }
+}
