@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::Auth,
+    cache::Cache,
     config::Config,
     db::Db,
     graphql::{
@@ -23,6 +24,8 @@ pub struct Services {
     pub loader: Batcher,
     /// Token issuing and checking.
     pub auth: Auth,
+    /// Query cache, rate limits, persisted queries.
+    pub cache: Cache,
 }
 
 /// One server instance: its services and its schema.
@@ -36,7 +39,7 @@ pub struct App {
 
 impl App {
     /// Builds an instance over an existing pool.
-    pub fn build(config: Config, db: Db, jwt_secret: &[u8]) -> Self {
+    pub fn build(config: Config, db: Db, cache: Cache, jwt_secret: &[u8]) -> Self {
         let loader = Batcher::new(DbLoader::new(db.clone()));
         let auth = Auth::new(jwt_secret, config.jwt_ttl);
         let config = Arc::new(config);

@@ -110,7 +110,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     let db = Db::connect(&config).await?;
     let addr = config.listen_addr;
-    let app = App::build(config, db, &secret);
+    let cache = crate::cache::Cache::connect(&config).await;
+    let app = App::build(config, db, cache, &secret);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr} (set LISTEN_ADDR to another address:port)"))?;

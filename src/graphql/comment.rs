@@ -9,7 +9,7 @@ use super::{
     scalars::DateTime,
     user::User,
 };
-use crate::{db::comments::CommentRow, error::AppResult};
+use crate::{cache::tags, db::comments::CommentRow, error::AppResult};
 
 /// A reply to a review.
 pub struct Comment(pub CommentRow);
@@ -18,7 +18,7 @@ impl Comment {
     /// Tags every comment of a list as a dependency of the result.
     pub fn tag_all(ctx: &Context<'_>, rows: &[CommentRow]) -> AppResult<()> {
         for r in rows {
-            ctx.tag(format!("Comment:{}", r.id), ttl::REVIEW)?;
+            ctx.tag(tags::comment(r.id), ttl::REVIEW)?;
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use super::{
     title::Title,
 };
 use crate::{
+    cache::tags,
     db::{
         self,
         cursor::{Keyset, SortKind},
@@ -74,7 +75,7 @@ impl Total {
         let n = match self {
             Total::Known(n) => *n,
             other => {
-                ctx.tag("counts".into(), ttl::LIST)?;
+                ctx.tag(tags::COUNTS.into(), ttl::LIST)?;
                 let services = ctx.services()?;
                 let mut conn = services.db.conn().await?;
                 match other {

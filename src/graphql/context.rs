@@ -22,6 +22,7 @@ use super::{
 };
 use crate::{
     app::Services,
+    cache::tags,
     db::{comments::CommentRow, reviews::ReviewRow, titles::TitleRow, users::UserRow},
     error::{AppError, AppResult},
 };
@@ -148,25 +149,25 @@ impl ContextExt for Context<'_> {
 
 /// Loads (and tags) single entities by id.
 pub async fn load_title(ctx: &Context<'_>, id: i64) -> AppResult<Option<TitleRow>> {
-    ctx.tag(format!("Title:{id}"), ttl::TITLE)?;
+    ctx.tag(tags::title(id), ttl::TITLE)?;
     ctx.loader()?.load_one(TitleKey(id)).await
 }
 
 /// Loads (and tags) a user by id.
 pub async fn load_user(ctx: &Context<'_>, id: i64) -> AppResult<Option<UserRow>> {
-    ctx.tag(format!("User:{id}"), ttl::USER)?;
+    ctx.tag(tags::user(id), ttl::USER)?;
     ctx.loader()?.load_one(UserKey(id)).await
 }
 
 /// Loads (and tags) a review by id.
 pub async fn load_review(ctx: &Context<'_>, id: i64) -> AppResult<Option<ReviewRow>> {
-    ctx.tag(format!("Review:{id}"), ttl::REVIEW)?;
+    ctx.tag(tags::review(id), ttl::REVIEW)?;
     ctx.loader()?.load_one(ReviewKey(id)).await
 }
 
 /// Loads (and tags) a comment by id.
 pub async fn load_comment(ctx: &Context<'_>, id: i64) -> AppResult<Option<CommentRow>> {
-    ctx.tag(format!("Comment:{id}"), ttl::REVIEW)?;
+    ctx.tag(tags::comment(id), ttl::REVIEW)?;
     ctx.loader()?.load_one(CommentKey(id)).await
 }
 

@@ -13,6 +13,7 @@ use super::{
     user::User,
 };
 use crate::{
+    cache::tags,
     db::{self, cursor::SortKind, page::PageKey, reviews::ReviewRow, reviews::ReviewSort},
     error::{AppError, AppResult},
 };
@@ -33,7 +34,7 @@ impl Review {
     /// Tags every review of a list as a dependency of the result.
     pub fn tag_all(ctx: &Context<'_>, rows: &[ReviewRow]) -> AppResult<()> {
         for r in rows {
-            ctx.tag(format!("Review:{}", r.id), ttl::REVIEW)?;
+            ctx.tag(tags::review(r.id), ttl::REVIEW)?;
         }
         Ok(())
     }
@@ -83,7 +84,7 @@ impl Review {
         let Some(viewer) = ctx.viewer_id()? else {
             return Ok(false);
         };
-        ctx.tag(format!("Review:{}", self.0.id), ttl::REVIEW)?;
+        ctx.tag(tags::review(self.0.id), ttl::REVIEW)?;
         let key = ViewerLikedKey {
             viewer,
             review: self.0.id,
@@ -106,7 +107,7 @@ impl Review {
         let first = page_size(first, 10)?;
         let after = decode_after(after.as_deref(), "CO", SortKind::Time)?;
         let had_after = after.is_some();
-        ctx.tag(format!("Review:{}:comments", self.0.id), ttl::LIST)?;
+        ctx.tag(tags::review_comments(self.0.id), ttl::LIST)?;
         let key = ReviewCommentsKey(PageKey {
             parent: self.0.id,
             after,
@@ -162,7 +163,7 @@ impl ReviewQuery {
     ) -> Result<ReviewConnection> {
         let first = page_size(first, 20)?;
         let after = decode_after(after.as_deref(), "FD", SortKind::Time)?;
-        ctx.tag("feed".into(), ttl::LIST)?;
+        ctx.tag(tags::FEED.into(), ttl::LIST)?;
         let rows = {
             let mut conn = ctx.services()?.db.conn().await.map_err(AppError::from)?;
             db::reviews::feed_page(&mut conn, after.as_ref(), first + 1)
@@ -190,8 +191,8 @@ impl ReviewQuery {
         let viewer = ctx.require_user()?;
         let first = page_size(first, 20)?;
         let after = decode_after(after.as_deref(), "HF", SortKind::Time)?;
-        ctx.tag("feed".into(), ttl::LIST)?;
-        ctx.tag(format!("follows:{viewer}"), ttl::LIST)?;
+        ctx.tag(tags::FEED.into(), ttl::LIST)?;
+        ctx.tag(tags::follows(viewer), ttl::LIST)?;
         let rows = {
             let mut conn = ctx.services()?.db.conn().await.map_err(AppError::from)?;
             db::reviews::home_feed_page(&mut conn, viewer, after.as_ref(), first + 1)

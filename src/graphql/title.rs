@@ -12,6 +12,7 @@ use super::{
     scalars::DateTime,
 };
 use crate::{
+    cache::tags,
     db::{
         self,
         cursor::SortKind,
@@ -154,7 +155,7 @@ impl Title {
         };
         let after = decode_after(after.as_deref(), tag, kind)?;
         let had_after = after.is_some();
-        ctx.tag(format!("Title:{}:reviews", self.0.id), ttl::LIST)?;
+        ctx.tag(tags::title_reviews(self.0.id), ttl::LIST)?;
         let key = TitleReviewsKey {
             sort,
             page: PageKey {
@@ -185,7 +186,7 @@ impl Title {
     /// Tags every title of a list as a dependency of the result.
     pub fn tag_all(ctx: &Context<'_>, rows: &[TitleRow]) -> AppResult<()> {
         for r in rows {
-            ctx.tag(format!("Title:{}", r.id), ttl::TITLE)?;
+            ctx.tag(tags::title(r.id), ttl::TITLE)?;
         }
         Ok(())
     }
@@ -242,10 +243,10 @@ impl TitleQuery {
             genre,
             search,
         };
-        ctx.tag("titles".into(), ttl::LIST)?;
+        ctx.tag(tags::TITLES.into(), ttl::LIST)?;
         if matches!(order_by, TitleOrder::TopRated | TitleOrder::MostReviewed) {
             // the order moves with every review written
-            ctx.tag("titles:ranked".into(), ttl::LIST)?;
+            ctx.tag(tags::TITLES_RANKED.into(), ttl::LIST)?;
         }
         let rows = {
             let mut conn = ctx.services()?.db.conn().await.map_err(AppError::from)?;
@@ -272,7 +273,7 @@ impl TitleQuery {
         #[graphql(desc = "How many titles, 0 to 100.", default = 10)] first: Option<i32>,
     ) -> Result<Vec<Title>> {
         let first = page_size(first, 10)?;
-        ctx.tag("trending".into(), ttl::LIST)?;
+        ctx.tag(tags::TRENDING.into(), ttl::LIST)?;
         let since = Utc::now() - chrono::Duration::hours(24);
         let rows = {
             let mut conn = ctx.services()?.db.conn().await.map_err(AppError::from)?;

@@ -11,6 +11,7 @@ use super::{
     scalars::DateTime,
 };
 use crate::{
+    cache::tags,
     db::{self, cursor::SortKind, page::PageKey, reviews::ReviewSort, users::UserRow},
     error::{AppError, AppResult},
 };
@@ -90,7 +91,7 @@ impl User {
         if viewer == self.0.id {
             return Ok(false);
         }
-        ctx.tag(format!("follows:{viewer}"), ttl::USER)?;
+        ctx.tag(tags::follows(viewer), ttl::USER)?;
         let key = ViewerFollowsKey {
             viewer,
             user: self.0.id,
@@ -108,7 +109,7 @@ impl User {
         let first = page_size(first, 10)?;
         let after = decode_after(after.as_deref(), "UR", SortKind::Time)?;
         let had_after = after.is_some();
-        ctx.tag(format!("User:{}:reviews", self.0.id), ttl::LIST)?;
+        ctx.tag(tags::user_reviews(self.0.id), ttl::LIST)?;
         let key = AuthorReviewsKey(PageKey {
             parent: self.0.id,
             after,
@@ -155,7 +156,7 @@ impl UserQuery {
                 AppError::bad_input("username", "usernames are at most 30 characters").into(),
             );
         }
-        ctx.tag(format!("username:{username}"), ttl::USER)?;
+        ctx.tag(tags::username(&username), ttl::USER)?;
         let row = {
             let mut conn = ctx.services()?.db.conn().await.map_err(AppError::from)?;
             db::users::by_username(&mut conn, &username)
@@ -163,7 +164,7 @@ impl UserQuery {
                 .map_err(AppError::from)?
         };
         if let Some(r) = &row {
-            ctx.tag(format!("User:{}", r.id), ttl::USER)?;
+            ctx.tag(tags::user(r.id), ttl::USER)?;
         }
         Ok(row.map(User))
     }

@@ -179,7 +179,8 @@ async fn health_and_readiness() {
     config.database_url = "postgres://postgres@127.0.0.1:1/nowhere".into();
     config.db_timeout = std::time::Duration::from_millis(300);
     let pool = nexora::db::Db::connect(&config).await.expect("lazy pool");
-    let app = nexora::app::App::build(config, pool, crate::support::SECRET);
+    let cache = nexora::cache::Cache::connect(&config).await;
+    let app = nexora::app::App::build(config, pool, cache, crate::support::SECRET);
     let router = nexora::http::router(app);
     use tower::ServiceExt;
     let started = std::time::Instant::now();

@@ -228,7 +228,8 @@ impl TestApp {
     /// An instance over an existing database (a second instance shares it).
     pub async fn on(db: TestDb, config: Config) -> Self {
         let pool = Db::connect(&config).await.expect("pool");
-        let app = App::build(config, pool, SECRET);
+        let cache = nexora::cache::Cache::connect(&config).await;
+        let app = App::build(config, pool, cache, SECRET);
         let router = nexora::http::router(app.clone());
         Self { app, router, db }
     }
