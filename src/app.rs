@@ -48,6 +48,7 @@ impl App {
             db,
             loader,
             auth,
+            cache,
         });
         let schema = schema_builder(&config).data(services.clone()).finish();
         Self { services, schema }
