@@ -81,6 +81,7 @@ SERVER="$RUN_DIR/nexora"
 
 SERVER_PID=
 BASELINE_PID=
+CHILD_PID=
 stop_pid() { # pid name: TERM, wait up to 25 s (the server drains for at most 20), then KILL
   local pid=$1
   [ -n "$pid" ] || return 0
@@ -90,11 +91,22 @@ stop_pid() { # pid name: TERM, wait up to 25 s (the server drains for at most 20
   wait "$pid" 2>/dev/null || true
 }
 cleanup() {
+  stop_pid "$CHILD_PID" "load generator"; CHILD_PID=
   stop_pid "$BASELINE_PID" baseline; BASELINE_PID=
   stop_pid "$SERVER_PID" server; SERVER_PID=
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# long steps run in the background and are waited for, so a signal is
+# handled at once rather than when the step ends
+bg_wait() {
+  "$@" &
+  CHILD_PID=$!
+  local rc=0
+  wait "$CHILD_PID" || rc=$?
+  CHILD_PID=
+  return "$rc"
+}
 
 # -- build ---------------------------------------------------------------------
 # The bench target is built first: building it also rebuilds the server with
@@ -163,7 +175,7 @@ if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then GIT
 run_w() { # label workload cache url pid
   local perf=()
   if [[ " ${PERF:-} " == *" ${1,,} "* ]]; then perf=(--perf-out "$RUN_DIR/perf-${1,,}.data"); fi
-  "$LOAD" run "${perf[@]}" --label "$1" --workload "$2" --cache "$3" --url "$4" --server-pid "$5" \
+  bg_wait "$LOAD" run "${perf[@]}" --label "$1" --workload "$2" --cache "$3" --url "$4" --server-pid "$5" \
     --duration "$DURATION" --warmup "$WARMUP" --connections "$CONNECTIONS" --threads "$THREADS" \
     --cursor-cache "$RUN_DIR/cursors.txt" --out "$RESULTS" --run-id "$RUN_ID" --git-rev "$GIT_REV"
 }
