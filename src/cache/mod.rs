@@ -320,7 +320,8 @@ impl Cache {
                     return (Lookup::Bypass, token);
                 }
                 // a copy validated at the generation read just now needs no script
-                if let Some(generation) = self.generation.current().await
+                if self.near.holds(hash)
+                    && let Some(generation) = self.generation.current().await
                     && let Some(near) = self.near.get(hash, generation)
                 {
                     let entry = Entry {

@@ -61,6 +61,15 @@ impl NearCache {
             .cloned()
     }
 
+    /// Whether a fresh copy of `hash` is held (at any generation): only then
+    /// is reading the generation worth a round trip.
+    pub fn holds(&self, hash: &str) -> bool {
+        self.map
+            .lock()
+            .ok()
+            .is_some_and(|m| m.get(hash).is_some_and(|e| e.fresh_until_ms > now_ms()))
+    }
+
     /// Remembers an entry the lookup script just validated.
     pub fn put(&self, hash: &str, entry: NearEntry) {
         let Ok(mut map) = self.map.lock() else { return };
