@@ -1,7 +1,9 @@
 //! Integration tests: one binary, modules per area. Every test talks to the
 //! real Postgres (its own database) and Redis (its own key prefix).
 
+mod guardrails;
 mod http;
 mod read_api;
 mod schema_file;
 mod support;
+mod writes;
