@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::Auth,
-    cache::Cache,
+    cache::{Cache, flight::Flights},
     config::Config,
     db::Db,
     graphql::{
@@ -12,6 +12,7 @@ use crate::{
         loader::DbLoader,
         schema::{AppSchema, schema_builder},
     },
+    http::graphql::Executed,
 };
 
 /// Services shared by all requests of one instance (schema data).
@@ -35,6 +36,8 @@ pub struct App {
     pub services: Arc<Services>,
     /// The executable schema.
     pub schema: AppSchema,
+    /// Concurrent identical cacheable requests share one execution.
+    pub flights: Arc<Flights<Executed>>,
 }
 
 impl App {
@@ -51,6 +54,10 @@ impl App {
             cache,
         });
         let schema = schema_builder(&config).data(services.clone()).finish();
-        Self { services, schema }
+        Self {
+            services,
+            schema,
+            flights: Arc::new(Flights::default()),
+        }
     }
 }
