@@ -81,18 +81,6 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<C
         .optional()
 }
 
-/// Deletes every comment of a review; returns their ids (so the caller can
-/// invalidate each one, which the foreign key's cascade would not report).
-pub async fn delete_for_review(
-    conn: &mut AsyncPgConnection,
-    review_id: i64,
-) -> QueryResult<Vec<i64>> {
-    diesel::delete(comments::table.filter(comments::review_id.eq(review_id)))
-        .returning(comments::id)
-        .get_results(conn)
-        .await
-}
-
 /// Deletes a comment.
 pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<CommentRow>> {
     diesel::delete(comments::table.find(id))

@@ -392,25 +392,25 @@ async fn delete(ctx: &Context<'_>, id: &ID) -> AppResult<ID> {
     let id = ids::require(id, "Review", "id")?;
     let services = write::admit(ctx, viewer).await?;
     let mut conn = services.db.conn().await?;
-    let (row, comments) = conn
+    let row = conn
         .transaction::<_, AppError, _>(async |c| {
             let row = db::reviews::lock(c, id)
                 .await?
                 .ok_or_else(|| AppError::NotFound("no review with this id".into()))?;
             write::require_author_or_admin(c, viewer, row.author_id, "review").await?;
-            // explicit rather than by cascade, to learn which comments go
-            let comments = db::comments::delete_for_review(c, id).await?;
-            // likes go by cascade; the title's reviewCount and averageRating,
-            // the author's reviewCount and the feed total by trigger
+            // likes and comments go by cascade; the title's reviewCount and
+            // averageRating, the author's reviewCount and the feed total by
+            // trigger. Cached comments also depend on their review's tag,
+            // so invalidating the review covers them.
             db::reviews::delete(c, id).await?;
-            Ok((row, comments))
+            Ok(row)
         })
         .await?;
     drop(conn);
-    let mut tags = tags::review_written(row.id, row.title_id, row.author_id);
-    tags.push(tags::review_comments(row.id));
-    tags.extend(comments.into_iter().map(tags::comment));
-    services.cache.invalidate(&tags).await;
+    services
+        .cache
+        .invalidate(&tags::review_written(row.id, row.title_id, row.author_id))
+        .await;
     Ok(ids::to_global("Review", row.id))
 }
 
