@@ -7,6 +7,7 @@ pub mod connection;
 pub mod context;
 pub mod cost;
 pub mod ids;
+pub mod like;
 pub mod loader;
 pub mod node;
 pub mod review;

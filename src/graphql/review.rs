@@ -1,5 +1,5 @@
 //! Reviews: the `Review` type, `ReviewQuery` (review, feed, homeFeed) and
-//! `ReviewMutation` (create, update, delete, like, unlike).
+//! `ReviewMutation` (create, update, delete).
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use diesel_async::AsyncConnection;
@@ -248,7 +248,7 @@ pub struct UpdateReviewInput {
     pub contains_spoilers: Option<bool>,
 }
 
-/// Review writes: create, edit, delete, like.
+/// Review writes: create, edit, delete (likes are in `like`).
 #[derive(Default)]
 pub struct ReviewMutation;
 
@@ -283,26 +283,6 @@ impl ReviewMutation {
         #[graphql(desc = "Global id of the review.")] id: ID,
     ) -> Result<ID> {
         Ok(delete(ctx, &id).await?)
-    }
-
-    /// Idempotent.
-    #[graphql(complexity = "cost::plus(cost::WRITE, child_complexity)")]
-    async fn like_review(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Global id of the review.")] id: ID,
-    ) -> Result<Review> {
-        Ok(set_liked(ctx, &id, true).await?)
-    }
-
-    /// Idempotent.
-    #[graphql(complexity = "cost::plus(cost::WRITE, child_complexity)")]
-    async fn unlike_review(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Global id of the review.")] id: ID,
-    ) -> Result<Review> {
-        Ok(set_liked(ctx, &id, false).await?)
     }
 }
 
@@ -412,33 +392,4 @@ async fn delete(ctx: &Context<'_>, id: &ID) -> AppResult<ID> {
         .invalidate(&tags::review_written(row.id, row.title_id, row.author_id))
         .await;
     Ok(ids::to_global("Review", row.id))
-}
-
-async fn set_liked(ctx: &Context<'_>, id: &ID, liked: bool) -> AppResult<Review> {
-    let viewer = ctx.require_user()?;
-    let id = ids::require(id, "Review", "id")?;
-    let services = write::admit(ctx, viewer).await?;
-    let mut conn = services.db.conn().await?;
-    let row = conn
-        .transaction::<_, AppError, _>(async |c| {
-            // an unknown review fails the like's foreign key (NOT_FOUND);
-            // likeCount moves by trigger under the review's row lock, so
-            // concurrent likes serialize and the count stays exact
-            if liked {
-                db::likes::like(c, viewer, id).await?;
-            } else {
-                db::likes::unlike(c, viewer, id).await?;
-            }
-            // read back in the transaction: the count including this write
-            db::reviews::find(c, id)
-                .await?
-                .ok_or_else(|| AppError::NotFound("no review with this id".into()))
-        })
-        .await?;
-    drop(conn);
-    services
-        .cache
-        .invalidate(&tags::review_liked(row.id, row.title_id))
-        .await;
-    Ok(Review(row))
 }

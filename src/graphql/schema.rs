@@ -13,6 +13,7 @@ use async_graphql::{
 
 use super::{
     comment::CommentMutation,
+    like::LikeMutation,
     node::NodeQuery,
     review::{ReviewMutation, ReviewQuery},
     title::{TitleMutation, TitleQuery},
@@ -32,6 +33,7 @@ pub struct MutationRoot(
     UserMutation,
     TitleMutation,
     ReviewMutation,
+    LikeMutation,
     CommentMutation,
     FollowMutation,
 );
