@@ -108,6 +108,18 @@ impl From<DieselError> for AppError {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 Self::Conflict("this already exists".into())
             }
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+                missing_reference(info.constraint_name().unwrap_or_default())
+            }
+            // validation runs first, so only a gap in it gets here; still the
+            // client's value, not a server fault
+            DieselError::DatabaseError(DatabaseErrorKind::CheckViolation, info) => Self::bad_input(
+                "input",
+                format!(
+                    "a value breaks the rule {}",
+                    info.constraint_name().unwrap_or("of the data model")
+                ),
+            ),
             // no SQLSTATE: the connection is gone (diesel-async reports it this way)
             DieselError::DatabaseError(
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
@@ -132,6 +144,31 @@ impl From<DieselError> for AppError {
             _ => Self::Internal(format!("{err}")),
         }
     }
+}
+
+/// Foreign keys whose referencing column is the acting user: a valid token
+/// for an account that no longer exists.
+const ACTOR_REFERENCES: [&str; 4] = [
+    "reviews_author_id_fkey",
+    "comments_author_id_fkey",
+    "review_likes_user_id_fkey",
+    "follows_follower_id_fkey",
+];
+
+/// A write referenced a row that does not exist (or was deleted by a
+/// concurrent transaction after the caller looked): `NOT_FOUND`, or
+/// `UNAUTHENTICATED` when the missing row is the acting user.
+fn missing_reference(constraint: &str) -> AppError {
+    if ACTOR_REFERENCES.contains(&constraint) {
+        return AppError::Unauthenticated("your account no longer exists".into());
+    }
+    let what = match constraint {
+        "reviews_title_id_fkey" => "title",
+        "comments_review_id_fkey" | "review_likes_review_id_fkey" => "review",
+        "follows_followee_id_fkey" => "user",
+        _ => "referenced item",
+    };
+    AppError::NotFound(format!("the {what} does not exist"))
 }
 
 impl From<crate::db::PoolError> for AppError {

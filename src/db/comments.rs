@@ -70,6 +70,17 @@ pub async fn insert(
         .await
 }
 
+/// The comment, locked for update until the transaction ends.
+pub async fn lock(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<CommentRow>> {
+    comments::table
+        .find(id)
+        .for_update()
+        .select(CommentRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Deletes a comment.
 pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<CommentRow>> {
     diesel::delete(comments::table.find(id))

@@ -79,7 +79,10 @@ impl Keyset {
             SortKind::Int => SortValue::Int(value.as_i64()?),
             SortKind::Float if value.is_null() => SortValue::Float(None),
             SortKind::Float => SortValue::Float(Some(value.as_f64()?.to_bits())),
-            SortKind::Text => SortValue::Text(value.as_str()?.to_owned()),
+            // Postgres text cannot hold NUL: such a cursor was not made here
+            SortKind::Text => {
+                SortValue::Text(value.as_str().filter(|s| !s.contains('\0'))?.to_owned())
+            }
         };
         Some(Self { value, id })
     }

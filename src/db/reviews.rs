@@ -201,6 +201,30 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<R
         .optional()
 }
 
+/// A review by id.
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<ReviewRow>> {
+    reviews::table
+        .find(id)
+        .select(ReviewRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Applies `patch` to a review and stamps `updated_at` with the database
+/// clock (the clock `created_at` came from, so `updatedAt >= createdAt`).
+pub async fn edit(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    patch: &ReviewPatch<'_>,
+) -> QueryResult<ReviewRow> {
+    diesel::update(reviews::table.find(id))
+        .set((patch, reviews::updated_at.eq(diesel::dsl::now)))
+        .returning(ReviewRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
 /// Applies `patch` to a review.
 pub async fn update(
     conn: &mut AsyncPgConnection,

@@ -54,6 +54,43 @@ pub async fn by_username(
         .optional()
 }
 
+/// A user by id.
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<UserRow>> {
+    users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The stored role of a user (`MEMBER`/`ADMIN`); `None` when there is no such user.
+/// Authorization reads this, never a claim in the token, so a demotion
+/// takes effect at once.
+pub async fn role_of(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<String>> {
+    users::table
+        .find(id)
+        .select(users::role)
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the rows of these users in id order until the transaction ends and
+/// returns the ids that exist. Two users following each other at the same
+/// moment would otherwise update the same two counter rows in opposite
+/// orders and deadlock. `FOR NO KEY UPDATE` does not block foreign-key
+/// checks (other users' inserts referencing these rows).
+pub async fn lock_in_order(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<i64>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .order(users::id.asc())
+        .for_no_key_update()
+        .select(users::id)
+        .load(conn)
+        .await
+}
+
 /// Id and password hash of the user with this username, for sign-in.
 pub async fn credentials(
     conn: &mut AsyncPgConnection,

@@ -152,6 +152,8 @@ macro_rules! connection {
             }
 
             /// Pagination state of this page.
+            // computed in memory with the page: free, not multiplied by the page size
+            #[graphql(complexity = 0)]
             async fn page_info(&self) -> &PageInfo {
                 &self.page_info
             }

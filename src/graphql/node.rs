@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, Interface, Object, Result};
 use super::{
     comment::Comment,
     context::{load_comment, load_review, load_title, load_user},
-    ids,
+    cost, ids,
     review::Review,
     title::Title,
     user::User,
@@ -51,6 +51,7 @@ pub struct NodeQuery;
 #[Object]
 impl NodeQuery {
     /// Any object by global id; null when there is none.
+    #[graphql(complexity = "cost::plus(cost::ROOT, child_complexity)")]
     async fn node(
         &self,
         ctx: &Context<'_>,
@@ -60,6 +61,9 @@ impl NodeQuery {
     }
 
     /// Objects by global ids, in the same order; null for each that does not exist. At most 100 ids.
+    #[graphql(
+        complexity = "cost::plus(cost::ROOT, cost::many(ids.len().min(100), child_complexity))"
+    )]
     async fn nodes(
         &self,
         ctx: &Context<'_>,

@@ -1,20 +1,28 @@
-//! Reviews: the `Review` type and `ReviewQuery` (review, feed, homeFeed).
+//! Reviews: the `Review` type, `ReviewQuery` (review, feed, homeFeed) and
+//! `ReviewMutation` (create, update, delete).
 
-use async_graphql::{Context, Enum, ID, Object, Result};
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
+use diesel_async::AsyncConnection;
 
 use super::{
     comment::Comment,
     connection::{CommentConnection, ReviewConnection, Total, decode_after, page_size},
     context::{ContextExt, load_review, load_title, load_user, must_exist, ttl},
-    ids,
+    cost, ids,
     loader::{ReviewCommentsKey, ViewerLikedKey},
     scalars::DateTime,
     title::Title,
     user::User,
+    validate, write,
 };
 use crate::{
     cache::tags,
-    db::{self, cursor::SortKind, page::PageKey, reviews::ReviewRow, reviews::ReviewSort},
+    db::{
+        self,
+        cursor::SortKind,
+        page::PageKey,
+        reviews::{NewReview, ReviewPatch, ReviewRow, ReviewSort},
+    },
     error::{AppError, AppResult},
 };
 
@@ -98,6 +106,7 @@ impl Review {
     }
 
     /// Comments on this review, oldest first.
+    #[graphql(complexity = "cost::plus(1, cost::list(first, 10, child_complexity))")]
     async fn comments(
         &self,
         ctx: &Context<'_>,
@@ -143,6 +152,7 @@ pub struct ReviewQuery;
 #[Object]
 impl ReviewQuery {
     /// A review by global id; null when there is none.
+    #[graphql(complexity = "cost::plus(cost::ROOT, child_complexity)")]
     async fn review(
         &self,
         ctx: &Context<'_>,
@@ -155,6 +165,7 @@ impl ReviewQuery {
     }
 
     /// All reviews on the platform, newest first.
+    #[graphql(complexity = "cost::plus(cost::ROOT, cost::list(first, 20, child_complexity))")]
     async fn feed(
         &self,
         ctx: &Context<'_>,
@@ -182,6 +193,7 @@ impl ReviewQuery {
     }
 
     /// Reviews by the users the viewer follows, newest first. Requires sign-in.
+    #[graphql(complexity = "cost::plus(cost::ROOT, cost::list(first, 20, child_complexity))")]
     async fn home_feed(
         &self,
         ctx: &Context<'_>,
@@ -209,4 +221,175 @@ impl ReviewQuery {
             Total::HomeFeed(viewer),
         ))
     }
+}
+
+/// A new review.
+#[derive(InputObject)]
+pub struct CreateReviewInput {
+    /// Global id of the title to review.
+    pub title_id: ID,
+    /// 1 to 10.
+    pub rating: i32,
+    /// The review text, 1 to 10,000 characters, stored as written.
+    pub body: String,
+    /// Whether the text reveals plot points.
+    #[graphql(default_with = "Some(false)")]
+    pub contains_spoilers: Option<bool>,
+}
+
+/// Changes to a review; omitted or null fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateReviewInput {
+    /// New rating, 1 to 10.
+    pub rating: Option<i32>,
+    /// New text, 1 to 10,000 characters.
+    pub body: Option<String>,
+    /// New spoiler flag.
+    pub contains_spoilers: Option<bool>,
+}
+
+/// Review writes: create, edit, delete (likes are in `like`).
+#[derive(Default)]
+pub struct ReviewMutation;
+
+#[Object]
+impl ReviewMutation {
+    /// One review per user per title.
+    #[graphql(complexity = "cost::plus(cost::WRITE, child_complexity)")]
+    async fn create_review(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The review.")] input: CreateReviewInput,
+    ) -> Result<Review> {
+        Ok(create(ctx, input).await?)
+    }
+
+    /// Author only.
+    #[graphql(complexity = "cost::plus(cost::WRITE, child_complexity)")]
+    async fn update_review(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Global id of the review.")] id: ID,
+        #[graphql(desc = "What to change.")] input: UpdateReviewInput,
+    ) -> Result<Review> {
+        Ok(update(ctx, &id, input).await?)
+    }
+
+    /// Author or ADMIN. Returns the deleted review's id.
+    #[graphql(complexity = "cost::plus(cost::WRITE, child_complexity)")]
+    async fn delete_review(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Global id of the review.")] id: ID,
+    ) -> Result<ID> {
+        Ok(delete(ctx, &id).await?)
+    }
+}
+
+const DUPLICATE_REVIEW: &[(&str, &str)] = &[(
+    "reviews_author_id_title_id_key",
+    "you already reviewed this title",
+)];
+
+async fn create(ctx: &Context<'_>, input: CreateReviewInput) -> AppResult<Review> {
+    let viewer = ctx.require_user()?;
+    let title_id = ids::require(&input.title_id, "Title", "input.titleId")?;
+    let rating = validate::rating("input.rating", input.rating)?;
+    validate::text("input.body", &input.body, 1, validate::REVIEW_BODY_MAX)?;
+    let services = write::admit(ctx, viewer).await?;
+    let new = NewReview {
+        title_id,
+        author_id: viewer,
+        rating,
+        body: &input.body,
+        contains_spoilers: input.contains_spoilers.unwrap_or(false),
+    };
+    let mut conn = services.db.conn().await?;
+    // the counters (title rating, user reviewCount, feed total) move in this
+    // transaction by trigger; a concurrent duplicate waits on the unique
+    // index and then fails on it, which is the CONFLICT below
+    let row = conn
+        .transaction::<_, AppError, _>(async |c| {
+            db::reviews::insert(c, &new)
+                .await
+                .map_err(|e| AppError::from_db(e, DUPLICATE_REVIEW))
+        })
+        .await?;
+    drop(conn);
+    services
+        .cache
+        .invalidate(&tags::review_written(row.id, row.title_id, row.author_id))
+        .await;
+    Ok(Review(row))
+}
+
+async fn update(ctx: &Context<'_>, id: &ID, input: UpdateReviewInput) -> AppResult<Review> {
+    let viewer = ctx.require_user()?;
+    let id = ids::require(id, "Review", "id")?;
+    let rating = input
+        .rating
+        .map(|r| validate::rating("input.rating", r))
+        .transpose()?;
+    if let Some(body) = &input.body {
+        validate::text("input.body", body, 1, validate::REVIEW_BODY_MAX)?;
+    }
+    if rating.is_none() && input.body.is_none() && input.contains_spoilers.is_none() {
+        return Err(AppError::bad_input(
+            "input",
+            "give at least one of rating, body, containsSpoilers",
+        ));
+    }
+    let services = write::admit(ctx, viewer).await?;
+    let patch = ReviewPatch {
+        rating,
+        body: input.body.as_deref(),
+        contains_spoilers: input.contains_spoilers,
+        updated_at: None,
+    };
+    let mut conn = services.db.conn().await?;
+    let (before, after) = conn
+        .transaction::<_, AppError, _>(async |c| {
+            let before = db::reviews::lock(c, id)
+                .await?
+                .ok_or_else(|| AppError::NotFound("no review with this id".into()))?;
+            if before.author_id != viewer {
+                return Err(AppError::Forbidden(
+                    "only its author may edit a review".into(),
+                ));
+            }
+            let after = db::reviews::edit(c, id, &patch).await?;
+            Ok((before, after))
+        })
+        .await?;
+    drop(conn);
+    let tags = tags::review_edited(after.id, after.title_id, before.rating != after.rating);
+    services.cache.invalidate(&tags).await;
+    Ok(Review(after))
+}
+
+async fn delete(ctx: &Context<'_>, id: &ID) -> AppResult<ID> {
+    let viewer = ctx.require_user()?;
+    let id = ids::require(id, "Review", "id")?;
+    let services = write::admit(ctx, viewer).await?;
+    let mut conn = services.db.conn().await?;
+    let row = conn
+        .transaction::<_, AppError, _>(async |c| {
+            let row = db::reviews::lock(c, id)
+                .await?
+                .ok_or_else(|| AppError::NotFound("no review with this id".into()))?;
+            write::require_author_or_admin(c, viewer, row.author_id, "review").await?;
+            // likes and comments go by cascade; the title's reviewCount and
+            // averageRating, the author's reviewCount and the feed total by
+            // trigger. Cached comments also depend on their review's tag,
+            // so invalidating the review covers them.
+            db::reviews::delete(c, id).await?;
+            Ok(row)
+        })
+        .await?;
+    drop(conn);
+    services
+        .cache
+        .invalidate(&tags::review_written(row.id, row.title_id, row.author_id))
+        .await;
+    Ok(ids::to_global("Review", row.id))
 }

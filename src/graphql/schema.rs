@@ -1,9 +1,24 @@
 //! The schema: merged roots, limits, and a builder that needs no services
 //! (so the SDL can be printed and checked without Postgres or Redis).
 
-use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use std::sync::Arc;
 
-use super::{node::NodeQuery, review::ReviewQuery, title::TitleQuery, user::UserQuery};
+use async_graphql::{
+    EmptySubscription, ErrorExtensionValues, MergedObject, Schema, SchemaBuilder, ServerError,
+    ServerResult, Variables,
+    async_trait::async_trait,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
+    parser::types::{ExecutableDocument, Selection, SelectionSet},
+};
+
+use super::{
+    comment::CommentMutation,
+    like::LikeMutation,
+    node::NodeQuery,
+    review::{ReviewMutation, ReviewQuery},
+    title::{TitleMutation, TitleQuery},
+    user::{FollowMutation, UserMutation, UserQuery},
+};
 use crate::config::Config;
 
 /// Every query field.
@@ -11,22 +26,92 @@ use crate::config::Config;
 #[graphql(name = "Query")]
 pub struct QueryRoot(NodeQuery, TitleQuery, ReviewQuery, UserQuery);
 
+/// Every mutation field.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(
+    UserMutation,
+    TitleMutation,
+    ReviewMutation,
+    LikeMutation,
+    CommentMutation,
+    FollowMutation,
+);
+
 /// The executable schema type.
-pub type AppSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// Registers types and limits; attach services with `.data(..)` before `finish()`.
 pub fn schema_builder(
     config: &Config,
-) -> SchemaBuilder<QueryRoot, EmptyMutation, EmptySubscription> {
-    let mut builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
-        .limit_depth(config.max_depth)
-        .limit_complexity(config.max_complexity)
-        .limit_recursive_depth(64)
-        .limit_directives(50);
+) -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    // depth and complexity (see `cost`) are checked while validating the
+    // document, before any resolver runs
+    let mut builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(config.max_depth)
+    .limit_complexity(config.max_complexity)
+    .limit_recursive_depth(64)
+    .limit_directives(50);
     if !config.introspection {
-        builder = builder.disable_introspection();
+        // async-graphql alone answers `__schema` with a silent null; say no
+        builder = builder
+            .disable_introspection()
+            .extension(RejectIntrospection);
     }
     builder
+}
+
+/// Refuses documents that select `__schema` or `__type`, right after
+/// parsing (before validation and execution, on every transport).
+struct RejectIntrospection;
+
+impl ExtensionFactory for RejectIntrospection {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RejectIntrospection)
+    }
+}
+
+#[async_trait]
+impl Extension for RejectIntrospection {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let selects = doc
+            .operations
+            .iter()
+            .map(|(_, op)| &op.node.selection_set.node)
+            .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
+            .any(introspects);
+        if selects {
+            let mut err = ServerError::new("introspection is disabled on this server", None);
+            err.extensions
+                .get_or_insert_with(ErrorExtensionValues::default)
+                .set("code", "GRAPHQL_VALIDATION_FAILED");
+            return Err(err);
+        }
+        Ok(doc)
+    }
+}
+
+/// Whether a selection set (or anything nested in it) is an introspection field.
+fn introspects(set: &SelectionSet) -> bool {
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(f) => {
+            matches!(f.node.name.node.as_str(), "__schema" | "__type")
+                || introspects(&f.node.selection_set.node)
+        }
+        Selection::InlineFragment(f) => introspects(&f.node.selection_set.node),
+        Selection::FragmentSpread(_) => false,
+    })
 }
 
 /// The SDL the server serves (what `schema.graphql` must contain).

@@ -1,15 +1,18 @@
-//! Titles: the `Title` type, `TitleQuery` (title, titles, trendingTitles).
+//! Titles: the `Title` type, `TitleQuery` (title, titles, trendingTitles)
+//! and `TitleMutation` (createTitle).
 
-use async_graphql::{Context, Enum, ID, Object, Result};
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::Utc;
+use diesel_async::AsyncConnection;
 
 use super::{
     connection::{ReviewConnection, TitleConnection, Total, decode_after, page_size},
     context::{ContextExt, load_title, ttl},
-    ids,
+    cost, ids,
     loader::TitleReviewsKey,
     review::{Review, ReviewOrder},
     scalars::DateTime,
+    validate, write,
 };
 use crate::{
     cache::tags,
@@ -18,7 +21,7 @@ use crate::{
         cursor::SortKind,
         page::PageKey,
         reviews::ReviewSort,
-        titles::{TitleFilter, TitleRow, TitleSort},
+        titles::{NewTitle, TitleFilter, TitleRow, TitleSort},
     },
     error::{AppError, AppResult},
 };
@@ -132,6 +135,7 @@ impl Title {
     }
 
     /// Reviews of this title.
+    #[graphql(complexity = "cost::plus(1, cost::list(first, 10, child_complexity))")]
     async fn reviews(
         &self,
         ctx: &Context<'_>,
@@ -199,6 +203,7 @@ pub struct TitleQuery;
 #[Object]
 impl TitleQuery {
     /// A title by global id; null when there is none.
+    #[graphql(complexity = "cost::plus(cost::ROOT, child_complexity)")]
     async fn title(
         &self,
         ctx: &Context<'_>,
@@ -212,6 +217,7 @@ impl TitleQuery {
 
     /// Titles, filtered and ordered, with cursor pagination.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "cost::plus(cost::ROOT, cost::list(first, 20, child_complexity))")]
     async fn titles(
         &self,
         ctx: &Context<'_>,
@@ -238,6 +244,11 @@ impl TitleQuery {
         let genre = genre
             .map(|g| g.trim().to_lowercase())
             .filter(|g| !g.is_empty());
+        for (field, value) in [("search", &search), ("genre", &genre)] {
+            if let Some(v) = value {
+                validate::no_nul(field, v)?;
+            }
+        }
         let filter = TitleFilter {
             kind: kind.map(|k| k.as_db().to_owned()),
             genre,
@@ -267,6 +278,7 @@ impl TitleQuery {
 
     /// Titles with the most review and like activity in the last 24 hours
     /// (a review counts as 3, a like as 1).
+    #[graphql(complexity = "cost::plus(cost::ROOT, cost::list(first, 10, child_complexity))")]
     async fn trending_titles(
         &self,
         ctx: &Context<'_>,
@@ -284,4 +296,69 @@ impl TitleQuery {
         Title::tag_all(ctx, &rows)?;
         Ok(rows.into_iter().map(Title).collect())
     }
+}
+
+/// A new title.
+#[derive(InputObject)]
+pub struct CreateTitleInput {
+    /// Movie, series, miniseries or anime.
+    pub kind: TitleKind,
+    /// Display name, 1 to 200 characters, stored as written.
+    pub name: String,
+    /// Year of first release, 1850 to 2200.
+    pub release_year: Option<i32>,
+    /// Short plot summary, at most 5,000 characters.
+    pub synopsis: Option<String>,
+    /// At most 10 genres of 1 to 40 characters; stored trimmed, lower-case, without duplicates.
+    pub genres: Option<Vec<String>>,
+}
+
+/// Catalogue writes.
+#[derive(Default)]
+pub struct TitleMutation;
+
+#[Object]
+impl TitleMutation {
+    /// ADMIN only.
+    #[graphql(complexity = "cost::plus(cost::WRITE, child_complexity)")]
+    async fn create_title(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The title.")] input: CreateTitleInput,
+    ) -> Result<Title> {
+        Ok(create(ctx, input).await?)
+    }
+}
+
+async fn create(ctx: &Context<'_>, input: CreateTitleInput) -> AppResult<Title> {
+    let viewer = ctx.require_user()?;
+    validate::text("input.name", &input.name, 1, validate::TITLE_NAME_MAX)?;
+    if let Some(year) = input.release_year {
+        validate::range("input.releaseYear", year, 1850, 2200)?;
+    }
+    if let Some(synopsis) = &input.synopsis {
+        validate::text("input.synopsis", synopsis, 0, validate::SYNOPSIS_MAX)?;
+    }
+    let genres = validate::genres("input.genres", input.genres.as_deref().unwrap_or_default())?;
+    let services = write::admit(ctx, viewer).await?;
+    let new = NewTitle {
+        kind: input.kind.as_db(),
+        name: &input.name,
+        release_year: input.release_year,
+        synopsis: input.synopsis.as_deref(),
+        genres: &genres,
+    };
+    let mut conn = services.db.conn().await?;
+    let row = conn
+        .transaction::<_, AppError, _>(async |c| {
+            write::require_admin(c, viewer, "add titles").await?;
+            Ok(db::titles::insert(c, &new).await?)
+        })
+        .await?;
+    drop(conn);
+    services
+        .cache
+        .invalidate(&tags::title_created(row.id))
+        .await;
+    Ok(Title(row))
 }

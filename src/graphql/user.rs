@@ -1,18 +1,28 @@
-//! Users: the `User` type and `UserQuery` (user, viewer).
+//! Users: the `User` type, `UserQuery` (user, viewer) and `UserMutation`
+//! (signUp, logIn) and `FollowMutation` (followUser, unfollowUser).
 
-use async_graphql::{Context, Enum, ID, Object, Result};
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use diesel_async::AsyncConnection;
 
 use super::{
     connection::{ReviewConnection, Total, decode_after, page_size},
     context::{ContextExt, load_user, ttl},
-    ids,
+    cost, ids,
     loader::{AuthorReviewsKey, ViewerFollowsKey},
     review::Review,
     scalars::DateTime,
+    validate, write,
 };
 use crate::{
+    auth,
     cache::tags,
-    db::{self, cursor::SortKind, page::PageKey, reviews::ReviewSort, users::UserRow},
+    db::{
+        self,
+        cursor::SortKind,
+        page::PageKey,
+        reviews::ReviewSort,
+        users::{NewUser, UserRow},
+    },
     error::{AppError, AppResult},
 };
 
@@ -100,6 +110,7 @@ impl User {
     }
 
     /// This user's reviews, newest first.
+    #[graphql(complexity = "cost::plus(1, cost::list(first, 10, child_complexity))")]
     async fn reviews(
         &self,
         ctx: &Context<'_>,
@@ -134,8 +145,10 @@ impl User {
 }
 
 /// Normalizes a username for lookup (usernames compare case-insensitively).
+/// ASCII-only lower-casing: Unicode rules would fold look-alikes such as
+/// the Kelvin sign into ASCII letters and let them pass as a username.
 pub fn normalize_username(raw: &str) -> String {
-    raw.trim().to_lowercase()
+    raw.trim().to_ascii_lowercase()
 }
 
 /// User queries.
@@ -145,12 +158,14 @@ pub struct UserQuery;
 #[Object]
 impl UserQuery {
     /// A user by username (case-insensitive); null when there is none.
+    #[graphql(complexity = "cost::plus(cost::ROOT, child_complexity)")]
     async fn user(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The username, any case.")] username: String,
     ) -> Result<Option<User>> {
         let username = normalize_username(&username);
+        validate::no_nul("username", &username)?;
         if username.len() > 64 {
             return Err(
                 AppError::bad_input("username", "usernames are at most 30 characters").into(),
@@ -170,10 +185,215 @@ impl UserQuery {
     }
 
     /// The signed-in user; null when anonymous.
+    #[graphql(complexity = "cost::plus(cost::ROOT, child_complexity)")]
     async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         let Some(id) = ctx.viewer_id()? else {
             return Ok(None);
         };
         Ok(load_user(ctx, id).await?.map(User))
     }
+}
+
+/// A signed-in session.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Bearer token for the Authorization header.
+    pub token: String,
+    /// The signed-in user.
+    pub user: User,
+}
+
+/// A new account. (No `Debug`: it holds a password.)
+#[derive(InputObject)]
+pub struct SignUpInput {
+    /// 3-30 characters of a-z, 0-9 and _ (any case; stored lower-case).
+    pub username: String,
+    /// 8-128 characters.
+    pub password: String,
+    /// Name shown next to reviews, 1-50 characters; defaults to the username.
+    pub display_name: Option<String>,
+    /// Free-text profile, at most 500 characters.
+    pub bio: Option<String>,
+}
+
+/// Credentials. (No `Debug`: it holds a password.)
+#[derive(InputObject)]
+pub struct LogInInput {
+    /// The username, any case.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// Account writes.
+#[derive(Default)]
+pub struct UserMutation;
+
+#[Object]
+impl UserMutation {
+    /// Creates an account and signs it in.
+    #[graphql(complexity = "cost::plus(cost::ACCOUNT, child_complexity)")]
+    async fn sign_up(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new account.")] input: SignUpInput,
+    ) -> Result<AuthPayload> {
+        Ok(sign_up(ctx, input).await?)
+    }
+
+    /// Signs in. Wrong credentials give UNAUTHENTICATED, with the same message
+    /// whether the username exists or not.
+    #[graphql(complexity = "cost::plus(cost::ACCOUNT, child_complexity)")]
+    async fn log_in(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Username and password.")] input: LogInInput,
+    ) -> Result<AuthPayload> {
+        Ok(log_in(ctx, input).await?)
+    }
+}
+
+/// Follow writes (merged after the others, in the contract's order).
+#[derive(Default)]
+pub struct FollowMutation;
+
+#[Object]
+impl FollowMutation {
+    /// Follows a user (idempotent). Returns that user.
+    #[graphql(complexity = "cost::plus(cost::WRITE, child_complexity)")]
+    async fn follow_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Global id of the user to follow.")] id: ID,
+    ) -> Result<User> {
+        Ok(set_following(ctx, &id, true).await?)
+    }
+
+    /// Stops following a user (idempotent). Returns that user.
+    #[graphql(complexity = "cost::plus(cost::WRITE, child_complexity)")]
+    async fn unfollow_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Global id of the user to unfollow.")] id: ID,
+    ) -> Result<User> {
+        Ok(set_following(ctx, &id, false).await?)
+    }
+}
+
+// Sign-up and sign-in are not rate limited here: the limiter counts per
+// user id and there is none yet, while limiting by the username typed would
+// let anyone lock a member out of their account by failing on purpose.
+// Their cost is bounded per request instead (`cost::ACCOUNT`); limiting per
+// client address belongs at the edge, which sees the real address.
+async fn sign_up(ctx: &Context<'_>, input: SignUpInput) -> AppResult<AuthPayload> {
+    let username = validate::username("input.username", &input.username)?;
+    validate::password("input.password", &input.password)?;
+    let display_name = input.display_name.unwrap_or_else(|| username.clone());
+    validate::text(
+        "input.displayName",
+        &display_name,
+        1,
+        validate::DISPLAY_NAME_MAX,
+    )?;
+    if let Some(bio) = &input.bio {
+        validate::text("input.bio", bio, 0, validate::BIO_MAX)?;
+    }
+    let services = ctx.services()?;
+    let password_hash = auth::hash_password(input.password).await?;
+    let new = NewUser {
+        username: &username,
+        display_name: &display_name,
+        bio: input.bio.as_deref(),
+        password_hash: &password_hash,
+        role: "MEMBER",
+    };
+    let mut conn = services.db.conn().await?;
+    let row = conn
+        .transaction::<_, AppError, _>(async |c| {
+            db::users::insert(c, &new)
+                .await
+                .map_err(|e| AppError::from_db(e, &[("users_username_key", "username taken")]))
+        })
+        .await?;
+    drop(conn);
+    let token = services.auth.issue(row.id)?;
+    services
+        .cache
+        .invalidate(&tags::user_created(row.id, &row.username))
+        .await;
+    Ok(AuthPayload {
+        token,
+        user: User(row),
+    })
+}
+
+async fn log_in(ctx: &Context<'_>, input: LogInInput) -> AppResult<AuthPayload> {
+    let wrong = || AppError::Unauthenticated("wrong username or password".into());
+    let username = normalize_username(&input.username);
+    // no account can match these; refusing them early says nothing about
+    // which accounts exist and keeps huge passwords away from argon2
+    if username.len() > 30
+        || username.contains('\0')
+        || input.password.chars().count() > validate::PASSWORD_MAX
+    {
+        return Err(wrong());
+    }
+    let services = ctx.services()?;
+    let found = {
+        let mut conn = services.db.conn().await?;
+        db::users::credentials(&mut conn, &username).await?
+    };
+    let (id, hash) = found.unzip();
+    // an unknown username is verified against a dummy hash: same time, same answer
+    if !auth::verify_password(hash, input.password).await? {
+        return Err(wrong());
+    }
+    let id = id.ok_or_else(wrong)?;
+    let row = {
+        let mut conn = services.db.conn().await?;
+        db::users::find(&mut conn, id).await?.ok_or_else(wrong)?
+    };
+    let token = services.auth.issue(row.id)?;
+    Ok(AuthPayload {
+        token,
+        user: User(row),
+    })
+}
+
+async fn set_following(ctx: &Context<'_>, id: &ID, follow: bool) -> AppResult<User> {
+    let viewer = ctx.require_user()?;
+    let target = ids::require(id, "User", "id")?;
+    if target == viewer {
+        return Err(AppError::bad_input("id", "you cannot follow yourself"));
+    }
+    let services = write::admit(ctx, viewer).await?;
+    let mut conn = services.db.conn().await?;
+    let row = conn
+        .transaction::<_, AppError, _>(async |c| {
+            let present = db::users::lock_in_order(c, &[viewer, target]).await?;
+            if !present.contains(&viewer) {
+                return Err(AppError::Unauthenticated(
+                    "your account no longer exists".into(),
+                ));
+            }
+            if !present.contains(&target) {
+                return Err(AppError::NotFound("no user with this id".into()));
+            }
+            // follower counts move by trigger on the rows locked above
+            if follow {
+                db::follows::follow(c, viewer, target).await?;
+            } else {
+                db::follows::unfollow(c, viewer, target).await?;
+            }
+            db::users::find(c, target)
+                .await?
+                .ok_or_else(|| AppError::NotFound("no user with this id".into()))
+        })
+        .await?;
+    drop(conn);
+    services
+        .cache
+        .invalidate(&tags::follow_changed(viewer, target))
+        .await;
+    Ok(User(row))
 }

@@ -2,7 +2,9 @@
 //! real Postgres (its own database) and Redis (its own key prefix).
 
 mod cache;
+mod guardrails;
 mod http;
 mod read_api;
 mod schema_file;
 mod support;
+mod writes;

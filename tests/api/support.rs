@@ -193,6 +193,10 @@ impl Res {
     pub fn code(&self) -> Option<&str> {
         self.body["errors"][0]["extensions"]["code"].as_str()
     }
+    /// The `extensions.field` of the first error (which input was wrong).
+    pub fn field(&self) -> Option<&str> {
+        self.body["errors"][0]["extensions"]["field"].as_str()
+    }
     /// Panics with the body when there are errors.
     pub fn ok(&self) -> &Value {
         assert!(
@@ -316,6 +320,16 @@ pub mod fx {
         .await
         .expect("user")
         .id
+    }
+
+    /// A user promoted to ADMIN (as `nexora admin promote` does).
+    pub async fn admin(c: &mut AsyncPgConnection, name: &str) -> i64 {
+        let id = user(c, name).await;
+        db::users::set_role(c, name, "ADMIN")
+            .await
+            .expect("promote")
+            .expect("user exists");
+        id
     }
 
     pub async fn title(c: &mut AsyncPgConnection, name: &str) -> i64 {
