@@ -7,6 +7,7 @@ use crate::{
     cache::Cache,
     config::Config,
     db::Db,
+    feed::{Feed, FeedTask},
     graphql::{
         batch::Batcher,
         loader::DbLoader,
@@ -26,6 +27,8 @@ pub struct Services {
     pub auth: Auth,
     /// Query cache, rate limits, persisted queries.
     pub cache: Cache,
+    /// The change feed's hub: new reviews for subscribers, listener status.
+    pub feed: Feed,
 }
 
 /// One server instance: its services and its schema.
@@ -49,8 +52,16 @@ impl App {
             loader,
             auth,
             cache,
+            feed: Feed::default(),
         });
         let schema = schema_builder(&config).data(services.clone()).finish();
         Self { services, schema }
+    }
+
+    /// Starts this instance's change-feed listener (cache invalidation for
+    /// writes made anywhere, and `reviewAdded`). `serve` starts it; tests
+    /// that need it call this.
+    pub fn start_feed(&self) -> FeedTask {
+        crate::feed::spawn(self.services.clone())
     }
 }

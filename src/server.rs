@@ -116,10 +116,12 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr} (set LISTEN_ADDR to another address:port)"))?;
     tracing::info!("listening on http://{addr}/ (GraphiQL), POST http://{addr}/graphql");
+    let feed = app.start_feed();
     axum::serve(listener, crate::http::router(app))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    feed.stop().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }
