@@ -13,6 +13,7 @@ use crate::{
         loader::DbLoader,
         schema::{AppSchema, schema_builder},
     },
+    http::ws::Sockets,
 };
 
 /// Services shared by all requests of one instance (schema data).
@@ -29,6 +30,8 @@ pub struct Services {
     pub cache: Cache,
     /// The change feed's hub: new reviews for subscribers, listener status.
     pub feed: Feed,
+    /// Open WebSocket connections: their cap and their shutdown.
+    pub sockets: Sockets,
 }
 
 /// One server instance: its services and its schema.
@@ -53,6 +56,7 @@ impl App {
             auth,
             cache,
             feed: Feed::default(),
+            sockets: Sockets::new(config.ws_max_connections),
         });
         let schema = schema_builder(&config).data(services.clone()).finish();
         Self { services, schema }
