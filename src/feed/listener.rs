@@ -142,7 +142,7 @@ async fn connect(config: &Config) -> anyhow::Result<Session> {
     };
     match tokio::time::timeout(config.db_timeout, attempt).await {
         Ok(Ok(session)) => Ok(session),
-        Ok(Err(e)) => Err(anyhow::anyhow!("{e}")),
+        Ok(Err(e)) => Err(anyhow::anyhow!(describe(&e))),
         Err(_) => anyhow::bail!("no answer within {:?}", config.db_timeout),
     }
 }
@@ -185,7 +185,7 @@ impl Session {
                     let Some(first) = received else {
                         // the driver ended, after everything it read was applied
                         let error = match (&mut self.driver.0).await {
-                            Ok(Some(e)) => e.to_string(),
+                            Ok(Some(e)) => describe(&e),
                             Ok(None) => "the connection closed".to_owned(),
                             Err(e) => format!("the connection task failed: {e}"),
                         };
@@ -211,10 +211,22 @@ async fn health_checks(client: &Client) -> String {
         tokio::time::sleep(HEALTH_EVERY).await;
         match tokio::time::timeout(HEALTH_TIMEOUT, client.simple_query("SELECT 1")).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return format!("health check failed: {e}"),
+            Ok(Err(e)) => return format!("health check failed: {}", describe(&e)),
             Err(_) => return format!("health check got no answer within {HEALTH_TIMEOUT:?}"),
         }
     }
+}
+
+/// The error with its causes (tokio-postgres says only "db error" on top).
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Invalidates what a batch of changes affects (one cache call), then hands
