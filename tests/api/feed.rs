@@ -449,14 +449,16 @@ async fn warm(live: &Live, id: &str, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_in_sql_is_fresh_on_every_instance_within_a_second() {
     let t = TestApp::new().await;
-    let a = Live::start(t.app.clone()).await;
-    let b = Live::start(another_instance(&t).await).await;
     let mut c = t.conn().await;
+    // fixtures first: their own notifications could otherwise land after
+    // the warming reads and make them look uncached
     let (dune, heat) = (
         fx::title(&mut c, "Dune").await,
         fx::title(&mut c, "Heat").await,
     );
     let (dune, heat) = (gid("Title", dune), gid("Title", heat));
+    let a = Live::start(t.app.clone()).await;
+    let b = Live::start(another_instance(&t).await).await;
     for live in [&a, &b] {
         warm(live, &dune, "Dune").await;
         warm(live, &heat, "Heat").await;
@@ -481,10 +483,10 @@ async fn an_update_in_sql_is_fresh_on_every_instance_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_serves_nothing_the_listener_may_have_missed() {
     let t = TestApp::new().await;
-    let a = Live::start(t.app.clone()).await;
-    let b = Live::start(another_instance(&t).await).await;
     let mut c = t.conn().await;
     let dune = gid("Title", fx::title(&mut c, "Dune").await);
+    let a = Live::start(t.app.clone()).await;
+    let b = Live::start(another_instance(&t).await).await;
     for live in [&a, &b] {
         warm(live, &dune, "Dune").await;
     }
