@@ -170,10 +170,11 @@ async fn wait_connects(app: &App, n: u64) {
     .expect("feed status");
 }
 
-/// Terminates this database's listener connections from Postgres.
+/// Terminates this database's listener connections from Postgres, waiting
+/// until they are gone (a listener reconnects after at least 100 ms).
 async fn kill_listeners(c: &mut AsyncPgConnection) {
     c.batch_execute(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
           WHERE application_name = '{}' AND datname = current_database()",
         nexora::feed::APPLICATION_NAME
     ))
@@ -491,8 +492,9 @@ async fn the_cache_serves_nothing_the_listener_may_have_missed() {
         warm(live, &dune, "Dune").await;
     }
 
-    // both listeners go; the write lands while they reconnect, so its
-    // notification reaches nobody: only the reconnects can make it fresh
+    // both listeners are gone and the write commits before they can be back
+    // (their backoff starts at 100 ms): its notification reaches nobody, and
+    // only the reconnects can make the cache fresh
     kill_listeners(&mut c).await;
     c.batch_execute("UPDATE titles SET name = 'Dune (1984)'")
         .await
