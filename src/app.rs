@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::Auth,
-    cache::Cache,
+    cache::{Cache, flight::Flights},
     config::Config,
     db::Db,
     feed::{Feed, FeedTask},
@@ -13,7 +13,7 @@ use crate::{
         loader::DbLoader,
         schema::{AppSchema, schema_builder},
     },
-    http::ws::Sockets,
+    http::{graphql::Executed, ws::Sockets},
 };
 
 /// Services shared by all requests of one instance (schema data).
@@ -41,6 +41,8 @@ pub struct App {
     pub services: Arc<Services>,
     /// The executable schema.
     pub schema: AppSchema,
+    /// Concurrent identical cacheable requests share one execution.
+    pub flights: Arc<Flights<Executed>>,
 }
 
 impl App {
@@ -59,7 +61,11 @@ impl App {
             sockets: Sockets::new(config.ws_max_connections),
         });
         let schema = schema_builder(&config).data(services.clone()).finish();
-        Self { services, schema }
+        Self {
+            services,
+            schema,
+            flights: Arc::new(Flights::default()),
+        }
     }
 
     /// Starts this instance's change-feed listener (cache invalidation for

@@ -118,15 +118,26 @@ impl From<DieselError> for AppError {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 Self::Conflict("this already exists".into())
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            // no SQLSTATE: the connection is gone (diesel-async reports it this way)
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            )
             | DieselError::BrokenTransactionManager => {
                 Self::Unavailable("the database is unavailable; retry shortly".into())
             }
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
-                if info.message().contains("statement timeout")
-                    || info.message().contains("canceling statement") =>
+                if [
+                    "statement timeout",
+                    "canceling statement",
+                    "terminating connection",
+                    "the database system is",
+                    "too many connections",
+                ]
+                .iter()
+                .any(|m| info.message().contains(m)) =>
             {
-                Self::Unavailable("the database is overloaded; retry shortly".into())
+                Self::Unavailable("the database is overloaded or restarting; retry shortly".into())
             }
             _ => Self::Internal(format!("{err}")),
         }

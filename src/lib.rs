@@ -14,6 +14,7 @@ pub mod error;
 pub mod feed;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod seed;
 pub mod server;
 pub mod telemetry;

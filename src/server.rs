@@ -110,7 +110,11 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     let db = Db::connect(&config).await?;
     let addr = config.listen_addr;
-    let cache = crate::cache::Cache::connect(&config).await;
+    let cache = if demo {
+        crate::cache::Cache::connect_or_memory(&config).await
+    } else {
+        crate::cache::Cache::connect(&config).await
+    };
     let app = App::build(config, db, cache, &secret);
     let listener = TcpListener::bind(addr)
         .await

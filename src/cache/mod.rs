@@ -3,40 +3,549 @@
 //! become a miss, a skipped write or an allowed request, plus a counter and a
 //! `warn!`.
 //!
-//! WORK IN PROGRESS: the public API below is final; the Redis and in-memory
-//! backends land in the following commits.
+//! How it stays correct (see DESIGN.md's invariants):
+//! - Each result is stored with the version of every tag it read; a lookup
+//!   (one script, one round trip) returns it only while all versions and the
+//!   global epoch are unchanged. Invalidation bumps versions: O(tags).
+//! - A miss captures the generation counter before executing; the store
+//!   script refuses the result if any of its tags was bumped past it, so a
+//!   slow read that raced a write is never stored as fresh.
+//! - An invalidation that cannot reach Redis marks the instance dirty: it
+//!   serves no hit until it has bumped the epoch (invalidating everything),
+//!   and so does every reconnect to Redis. Other instances learn of the write
+//!   through the Postgres change feed.
+//! - Redis calls have short timeouts and a circuit breaker: a dead or paused
+//!   Redis sends requests straight to Postgres (`x-cache: BYPASS`).
 
+pub mod breaker;
+pub mod flight;
+pub mod key;
+pub mod memory;
+pub mod redis;
 pub mod tags;
 
-use crate::{config::Config, error::AppError};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use self::{breaker::Breaker, memory::MemoryBackend, redis::RedisBackend};
+use crate::{config::Config, error::AppError, metrics::Metrics};
+
+/// A stored response.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The final response bytes.
+    pub body: Vec<u8>,
+    /// Strong validator of `body`.
+    pub etag: String,
+    /// Until when it is fresh (unix ms).
+    pub fresh_until_ms: u64,
+}
+
+/// Counters captured by a lookup that found nothing fresh; a later store is
+/// accepted only if nothing was invalidated since.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Generation counter at lookup time.
+    pub generation: u64,
+    /// Epoch at lookup time.
+    pub epoch: u64,
+    /// Whether this request holds the fill lock.
+    pub locked: bool,
+}
+
+/// One store request, as both backends take it.
+pub struct StoreArgs<'a> {
+    /// Request hash.
+    pub hash: &'a str,
+    /// Counters captured by the lookup.
+    pub snap: &'a Snapshot,
+    /// Fill-lock token of this request.
+    pub token: &'a str,
+    /// What to store.
+    pub entry: &'a Entry,
+    /// What it depends on.
+    pub tags: &'a [String],
+    /// Lifetime in Redis (fresh + stale window), ms.
+    pub px: u64,
+}
+
+/// What a backend lookup found.
+#[derive(Debug)]
+pub enum Found {
+    /// Current and fresh.
+    Fresh(Entry),
+    /// Current but past freshness (served only when Postgres fails).
+    Stale(Entry, Snapshot),
+    /// Nothing current.
+    Miss(Snapshot),
+}
+
+/// What the request path should do.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Serve this.
+    Hit(Entry),
+    /// Execute, then store with the snapshot; the entry is a stale fallback.
+    Miss(Snapshot, Option<Entry>),
+    /// The cache is unavailable or off: execute, store nothing.
+    Bypass,
+}
+
+struct Keys {
+    entry: String,
+    epoch: String,
+    generation: String,
+    lock: String,
+}
+
+fn keys(prefix: &str, hash: &str) -> Keys {
+    Keys {
+        entry: format!("{prefix}cache:gql:{hash}"),
+        epoch: format!("{prefix}cache:epoch"),
+        generation: format!("{prefix}cache:gen"),
+        lock: format!("{prefix}cache:lock:{hash}"),
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+enum Backend {
+    Redis(RedisBackend),
+    Memory(MemoryBackend),
+}
+
+/// How long a fill lock is held at most (another instance computing the same key).
+const LOCK_PX: u64 = 3_000;
+/// How long a loser waits for the winner's value.
+const FILL_WAIT: Duration = Duration::from_millis(400);
+/// More tags than this and a result is not cached (keeps scripts bounded).
+const MAX_TAGS: usize = 2_000;
 
 /// The cache facade shared by all requests of an instance.
 pub struct Cache {
-    _prefix: String,
+    backend: Backend,
+    prefix: String,
+    breaker: Breaker,
+    /// An invalidation was lost (or Redis reconnected): bump the epoch before serving hits.
+    dirty: Arc<AtomicBool>,
+    query_cache: bool,
+    max_ttl: Duration,
+    stale: Duration,
+    writes_per_minute: u32,
+    apq_ttl: Duration,
+    /// Counters exported at `/metrics`.
+    pub metrics: Arc<Metrics>,
+    lock_seq: AtomicU64,
 }
 
 impl Cache {
     /// Connects per `config.redis_url` (`memory` → in-process). Never fails:
     /// an unreachable Redis means running uncached while reconnecting.
     pub async fn connect(config: &Config) -> Self {
+        Self::build(config, false).await
+    }
+
+    /// Like [`Cache::connect`], but falls back to the in-process cache when
+    /// Redis does not answer (demo mode only: other instances could not
+    /// invalidate it).
+    pub async fn connect_or_memory(config: &Config) -> Self {
+        Self::build(config, true).await
+    }
+
+    async fn build(config: &Config, memory_fallback: bool) -> Self {
+        let backend = if config.redis_url == "memory" {
+            tracing::info!(
+                "query cache: in-process memory (REDIS_URL=memory; fine for a single instance)"
+            );
+            Backend::Memory(MemoryBackend::default())
+        } else {
+            let wait = if memory_fallback {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(1500)
+            };
+            match RedisBackend::connect(&config.redis_url, config.redis_timeout, wait).await {
+                Ok(r) => {
+                    tracing::info!(url = %config.redis_url, "query cache: Redis");
+                    Backend::Redis(r)
+                }
+                Err(e) if memory_fallback => {
+                    tracing::warn!(error = %e, url = %config.redis_url,
+                        "Redis does not answer; demo mode uses the in-process cache (single instance only)");
+                    Backend::Memory(MemoryBackend::default())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, url = %config.redis_url,
+                        "Redis does not answer; serving uncached and reconnecting in the background");
+                    match RedisBackend::lazy(&config.redis_url, config.redis_timeout) {
+                        Ok(r) => Backend::Redis(r),
+                        Err(e) => {
+                            tracing::error!(error = %e, "REDIS_URL is not usable; using no shared cache");
+                            Backend::Memory(MemoryBackend::default())
+                        }
+                    }
+                }
+            }
+        };
+        let dirty = Arc::new(AtomicBool::new(false));
+        if let Backend::Redis(r) = &backend {
+            // a reconnect may follow a Redis restart that restored old data or
+            // lost invalidations: treat every reconnect as a possible gap
+            r.on_reconnect(dirty.clone());
+        }
         Self {
-            _prefix: config.redis_key_prefix.clone(),
+            backend,
+            prefix: config.redis_key_prefix.clone(),
+            breaker: Breaker::new(3, Duration::from_millis(500)),
+            dirty,
+            query_cache: !config.cache_default_ttl.is_zero(),
+            max_ttl: config.cache_default_ttl,
+            stale: config.cache_stale,
+            writes_per_minute: config.rate_limit_writes_per_minute,
+            apq_ttl: Duration::from_secs(7 * 24 * 3600),
+            metrics: Arc::new(Metrics::default()),
+            lock_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether query results are cached at all.
+    pub fn query_cache_enabled(&self) -> bool {
+        self.query_cache
+    }
+
+    /// Circuit state for /metrics (0 closed, 1 open, 2 half-open).
+    pub fn circuit_state(&self) -> u8 {
+        self.breaker.state()
+    }
+
+    /// Whether this instance uses the in-process backend.
+    pub fn is_memory(&self) -> bool {
+        matches!(self.backend, Backend::Memory(_))
+    }
+
+    fn failed(&self, what: &str, e: &fred::error::Error) {
+        self.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+        if self.breaker.failure() {
+            tracing::warn!(error = %e, "Redis failing ({what}); bypassing the cache until it answers again");
+        } else {
+            tracing::debug!(error = %e, "Redis call failed: {what}");
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.breaker.success() {
+            tracing::info!("Redis answers again; cache back on");
+        }
+    }
+
+    /// Whether Redis may be used now; applies a pending epoch bump first.
+    async fn usable(&self, r: &RedisBackend) -> bool {
+        if !self.breaker.allow() {
+            return false;
+        }
+        if self.dirty.load(Ordering::Acquire) {
+            match r.bump_epoch(&self.prefix).await {
+                Ok(()) => {
+                    self.dirty.store(false, Ordering::Release);
+                    self.metrics
+                        .cache_epoch_bumps
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("applied a pending whole-cache invalidation");
+                    self.succeeded();
+                }
+                Err(e) => {
+                    self.failed("epoch bump", &e);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn token(&self) -> String {
+        format!(
+            "{:x}-{:x}",
+            std::process::id(),
+            self.lock_seq.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Looks up a request hash. On a miss, tries to take the fill lock when
+    /// `lock` (so concurrent instances compute a result once).
+    pub async fn lookup(&self, hash: &str, lock: bool) -> (Lookup, String) {
+        let token = self.token();
+        if !self.query_cache {
+            return (Lookup::Bypass, token);
+        }
+        let px = if lock { LOCK_PX } else { 0 };
+        let found = match &self.backend {
+            Backend::Memory(m) => m.lookup(hash, now_ms(), &token, px),
+            Backend::Redis(r) => {
+                if !self.usable(r).await {
+                    return (Lookup::Bypass, token);
+                }
+                match r.lookup(hash, now_ms(), &token, px, &self.prefix).await {
+                    Ok(f) => {
+                        self.succeeded();
+                        f
+                    }
+                    Err(e) => {
+                        self.failed("lookup", &e);
+                        return (Lookup::Bypass, token);
+                    }
+                }
+            }
+        };
+        let lookup = match found {
+            Found::Fresh(e) => Lookup::Hit(e),
+            Found::Stale(e, snap) => Lookup::Miss(snap, Some(e)),
+            Found::Miss(snap) => Lookup::Miss(snap, None),
+        };
+        (lookup, token)
+    }
+
+    /// Waits briefly for another instance holding the fill lock to store the
+    /// result; `None` when it did not appear in time.
+    pub async fn wait_for_fill(&self, hash: &str) -> Option<Entry> {
+        let deadline = tokio::time::Instant::now() + FILL_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            if let (Lookup::Hit(e), _) = self.lookup(hash, false).await {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    /// Stores a result read after `snap` with the tags it depends on; fresh
+    /// for `ttl` (capped by CACHE_DEFAULT_TTL_SECS), kept for the stale window
+    /// after that. Returns the entry when stored.
+    pub async fn store(
+        &self,
+        hash: &str,
+        snap: &Snapshot,
+        token: &str,
+        body: Vec<u8>,
+        ttl: Duration,
+        tags: &[String],
+    ) -> Option<Entry> {
+        let ttl = ttl.min(self.max_ttl);
+        if ttl.is_zero() || tags.len() > MAX_TAGS {
+            self.release(hash, snap, token).await;
+            return None;
+        }
+        let etag = etag_of(&body);
+        let entry = Entry {
+            body,
+            etag,
+            fresh_until_ms: now_ms() + ttl.as_millis() as u64,
+        };
+        let px = (ttl + self.stale).as_millis() as u64;
+        let args = StoreArgs {
+            hash,
+            snap,
+            token,
+            entry: &entry,
+            tags,
+            px,
+        };
+        let stored = match &self.backend {
+            Backend::Memory(m) => m.store(&args, now_ms()),
+            Backend::Redis(r) => {
+                if !self.breaker.allow() {
+                    return None;
+                }
+                match r.store(&self.prefix, &args).await {
+                    Ok(ok) => {
+                        self.succeeded();
+                        ok
+                    }
+                    Err(e) => {
+                        self.failed("store", &e);
+                        false
+                    }
+                }
+            }
+        };
+        if stored {
+            self.metrics.cache_stores.fetch_add(1, Ordering::Relaxed);
+            Some(entry)
+        } else {
+            self.metrics
+                .cache_store_races
+                .fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+
+    /// Releases the fill lock when nothing is stored.
+    pub async fn release(&self, hash: &str, snap: &Snapshot, token: &str) {
+        if !snap.locked {
+            return;
+        }
+        match &self.backend {
+            Backend::Memory(m) => m.unlock(hash, token),
+            Backend::Redis(r) => {
+                if let Err(e) = r.unlock(&self.prefix, hash, token).await {
+                    self.failed("unlock", &e);
+                }
+            }
         }
     }
 
     /// Marks everything that depends on `tags` as changed. Call after the
     /// writing transaction committed and before responding.
     pub async fn invalidate(&self, tags: &[String]) {
-        let _ = tags;
+        if tags.is_empty() {
+            return;
+        }
+        self.metrics
+            .cache_invalidations
+            .fetch_add(tags.len() as u64, Ordering::Relaxed);
+        match &self.backend {
+            Backend::Memory(m) => m.invalidate(tags),
+            Backend::Redis(r) => {
+                if !self.breaker.allow() {
+                    self.dirty.store(true, Ordering::Release);
+                    return;
+                }
+                let ttl = self.tag_ttl_ms();
+                match r.invalidate(&self.prefix, tags, ttl).await {
+                    Ok(()) => self.succeeded(),
+                    Err(e) => {
+                        // the write is committed; make sure no hit is served
+                        // here until the whole cache is invalidated
+                        self.dirty.store(true, Ordering::Release);
+                        self.failed("invalidate", &e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A tag version must outlive every entry that recorded it.
+    fn tag_ttl_ms(&self) -> u64 {
+        ((self.max_ttl + self.stale).as_millis() as u64).saturating_mul(2) + 60_000
     }
 
     /// Marks every cached result as changed (after a change-feed gap).
-    pub async fn invalidate_all(&self) {}
+    pub async fn invalidate_all(&self) {
+        self.metrics
+            .cache_epoch_bumps
+            .fetch_add(1, Ordering::Relaxed);
+        match &self.backend {
+            Backend::Memory(m) => m.bump_epoch(),
+            Backend::Redis(r) => {
+                if !self.breaker.allow() {
+                    self.dirty.store(true, Ordering::Release);
+                    return;
+                }
+                match r.bump_epoch(&self.prefix).await {
+                    Ok(()) => self.succeeded(),
+                    Err(e) => {
+                        self.dirty.store(true, Ordering::Release);
+                        self.failed("epoch bump", &e);
+                    }
+                }
+            }
+        }
+    }
 
     /// Counts one write by `user_id` against the per-minute limit;
     /// `Err(RateLimited)` when over it. Fails open when Redis is unreachable.
     pub async fn allow_write(&self, user_id: i64) -> Result<(), AppError> {
-        let _ = user_id;
-        Ok(())
+        let limit = self.writes_per_minute;
+        if limit == 0 {
+            return Ok(());
+        }
+        let wait_ms = match &self.backend {
+            Backend::Memory(m) => m.rate(user_id, limit, 60_000, now_ms()),
+            Backend::Redis(r) => {
+                if !self.breaker.allow() {
+                    tracing::warn!(
+                        user.id = user_id,
+                        "rate limiter unavailable (Redis down); allowing the write"
+                    );
+                    return Ok(());
+                }
+                match r.rate(&self.prefix, user_id, limit, 60_000).await {
+                    Ok(w) => {
+                        self.succeeded();
+                        w
+                    }
+                    Err(e) => {
+                        self.failed("rate limit", &e);
+                        tracing::warn!(
+                            user.id = user_id,
+                            "rate limiter unavailable (Redis error); allowing the write"
+                        );
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        match wait_ms {
+            None => Ok(()),
+            Some(ms) => {
+                self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                Err(AppError::RateLimited {
+                    retry_after_secs: ms.div_ceil(1000).max(1),
+                })
+            }
+        }
     }
+
+    /// The query persisted under `sha` (Apollo APQ), if known.
+    pub async fn apq_get(&self, sha: &str) -> Option<String> {
+        match &self.backend {
+            Backend::Memory(m) => m.apq_get(sha),
+            Backend::Redis(r) => {
+                if !self.breaker.allow() {
+                    return None;
+                }
+                match r.apq_get(&self.prefix, sha).await {
+                    Ok(q) => {
+                        self.succeeded();
+                        q
+                    }
+                    Err(e) => {
+                        self.failed("apq get", &e);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Persists a query under its sha256 (already verified by the caller).
+    pub async fn apq_put(&self, sha: &str, query: &str) {
+        match &self.backend {
+            Backend::Memory(m) => m.apq_put(sha, query),
+            Backend::Redis(r) => {
+                if !self.breaker.allow() {
+                    return;
+                }
+                match r.apq_put(&self.prefix, sha, query, self.apq_ttl).await {
+                    Ok(()) => self.succeeded(),
+                    Err(e) => self.failed("apq put", &e),
+                }
+            }
+        }
+    }
+}
+
+/// A strong ETag over the response bytes.
+pub fn etag_of(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("\"{}\"", &hex::encode(Sha256::digest(body))[..32])
 }

@@ -50,7 +50,15 @@ pub type Conn<'a> = PooledConnection<'a, AsyncPgConnection>;
 pub struct Db {
     pool: bb8::Pool<AsyncPgConnection>,
     statements: Arc<AtomicU64>,
+    /// After a failed checkout, further checkouts fail at once until this
+    /// instant (ms since `started`): a request touching the database several
+    /// times in sequence fails fast instead of waiting out each timeout.
+    down_until_ms: Arc<AtomicU64>,
+    started: std::time::Instant,
 }
+
+/// How long checkouts fail fast after one failed.
+const DOWN_LATCH: Duration = Duration::from_millis(1000);
 
 impl Db {
     /// Builds a lazy pool (no connection is made until the first query).
@@ -95,12 +103,30 @@ impl Db {
             .build(manager)
             .await
             .context("building the Postgres pool")?;
-        Ok(Self { pool, statements })
+        Ok(Self {
+            pool,
+            statements,
+            down_until_ms: Arc::new(AtomicU64::new(0)),
+            started: std::time::Instant::now(),
+        })
     }
 
-    /// Checks out a connection, waiting at most the configured timeout.
+    /// Checks out a connection, waiting at most the configured timeout (no
+    /// wait at all for a second after a checkout failed).
     pub async fn conn(&self) -> Result<Conn<'_>, PoolError> {
-        self.pool.get().await
+        let now = self.started.elapsed().as_millis() as u64;
+        if now < self.down_until_ms.load(Ordering::Relaxed) {
+            return Err(bb8::RunError::TimedOut);
+        }
+        let res = self.pool.get().await;
+        // no live connection at all means Postgres is unreachable (an
+        // exhausted pool under load keeps its connections and is not latched)
+        if res.is_err() && self.pool.state().connections == 0 {
+            let until = self.started.elapsed() + DOWN_LATCH;
+            self.down_until_ms
+                .store(until.as_millis() as u64, Ordering::Relaxed);
+        }
+        res
     }
 
     /// Statements sent through this pool since it was built.

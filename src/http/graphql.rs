@@ -1,7 +1,13 @@
-//! The `/graphql` endpoint (GraphQL over HTTP): authentication, operation
-//! checks, execution, status codes and headers.
+//! The `/graphql` endpoint (GraphQL over HTTP): authentication, persisted
+//! queries, the query-result cache, operation checks, execution, status
+//! codes and caching headers.
+//!
+//! A cacheable request is keyed before anything is parsed; a hit returns the
+//! stored bytes. Concurrent identical requests on one instance share one
+//! lookup/execution (single flight); across instances the fill lock makes
+//! losers wait briefly for the winner's value.
 
-use std::sync::Arc;
+use std::{sync::atomic::Ordering, time::Instant};
 
 use async_graphql::{
     ErrorExtensionValues, ServerError, Variables,
@@ -13,22 +19,32 @@ use axum::{
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use sha2::{Digest, Sha256};
 
 use super::request::{Body, GqlInput, Media, ReadError, read_get, read_post};
 use crate::{
     app::App,
+    cache::{
+        Entry, Lookup, Snapshot,
+        flight::{Role, follow},
+        key::{Scope, canonical_variables, normalize, request_hash},
+        now_ms,
+    },
     error::AppError,
     graphql::context::{RequestState, Viewer},
 };
 
 /// A finished response to one operation.
+#[derive(Clone, Debug)]
 pub struct Executed {
     /// HTTP status.
     pub status: StatusCode,
     /// JSON body.
-    pub body: Vec<u8>,
-    /// Extra headers (Cache-Control, Retry-After…).
+    pub body: Bytes,
+    /// Extra headers (Cache-Control, ETag, Retry-After…).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// HIT, MISS or BYPASS.
+    pub x_cache: &'static str,
 }
 
 impl Executed {
@@ -37,60 +53,93 @@ impl Executed {
         let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
         Self {
             status,
-            body: body.to_string().into_bytes(),
+            body: body.to_string().into(),
             headers: vec![no_store()],
+            x_cache: "BYPASS",
         }
     }
 
-    fn into_response(self, media: Media) -> Response {
-        let mut res = (self.status, self.body).into_response();
+    fn header(&self, name: &header::HeaderName) -> Option<&HeaderValue> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    fn into_response(self, media: Media, if_none_match: Option<&str>) -> Response {
+        let not_modified = match (if_none_match, self.header(&header::ETAG)) {
+            (Some(inm), Some(etag)) => etag.to_str().is_ok_and(|e| etag_matches(inm, e)),
+            _ => false,
+        };
+        let mut res = if not_modified {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let mut r = (self.status, self.body).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(media.content_type()),
+            );
+            r
+        };
         let h = res.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(media.content_type()),
-        );
         for (name, value) in self.headers {
             h.insert(name, value);
         }
+        h.insert(X_CACHE, HeaderValue::from_static(self.x_cache));
         res
     }
+}
+
+const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
+
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.trim() == "*"
+        || if_none_match
+            .split(',')
+            .any(|t| t.trim().trim_start_matches("W/") == etag.trim_start_matches("W/"))
 }
 
 fn no_store() -> (header::HeaderName, HeaderValue) {
     (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
+fn if_none_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// `POST /graphql`.
 pub async fn post(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let media = Media::from_headers(&headers);
+    let inm = if_none_match(&headers);
     let viewer = match authenticate(&app, &headers) {
         Ok(v) => v,
-        Err(e) => return e.into_response(media),
+        Err(e) => return e.into_response(media, None),
     };
     match read_post(&headers, &body) {
-        Err(e) => read_error(e).into_response(media),
+        Err(e) => read_error(e).into_response(media, None),
         Ok(Body::Single(input)) => execute(&app, viewer, input, &Method::POST, media)
             .await
-            .into_response(media),
+            .into_response(media, inm.as_deref()),
         Ok(Body::Batch(inputs)) => {
-            let mut parts = Vec::with_capacity(inputs.len());
-            for input in inputs {
-                parts.push(execute(&app, viewer, input, &Method::POST, media).await);
-            }
             let mut body = b"[".to_vec();
-            for (i, part) in parts.iter().enumerate() {
+            let mut all_hits = true;
+            for (i, input) in inputs.into_iter().enumerate() {
+                let part = execute(&app, viewer, input, &Method::POST, media).await;
+                all_hits &= part.x_cache == "HIT";
                 if i > 0 {
                     body.push(b',');
                 }
                 body.extend_from_slice(&part.body);
             }
             body.push(b']');
+            let x_cache = if all_hits { "HIT" } else { "MISS" };
             Executed {
                 status: StatusCode::OK,
-                body,
+                body: body.into(),
                 headers: vec![no_store()],
+                x_cache,
             }
-            .into_response(media)
+            .into_response(media, None)
         }
     }
 }
@@ -100,7 +149,7 @@ pub async fn get(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQ
     let media = Media::from_headers(&headers);
     let input = match read_get(raw.as_deref()) {
         Ok(i) => i,
-        Err(e) => return read_error(e).into_response(media),
+        Err(e) => return read_error(e).into_response(media, None),
     };
     let wants_html = headers
         .get(header::ACCEPT)
@@ -111,11 +160,12 @@ pub async fn get(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQ
     }
     let viewer = match authenticate(&app, &headers) {
         Ok(v) => v,
-        Err(e) => return e.into_response(media),
+        Err(e) => return e.into_response(media, None),
     };
+    let inm = if_none_match(&headers);
     execute(&app, viewer, input, &Method::GET, media)
         .await
-        .into_response(media)
+        .into_response(media, inm.as_deref())
 }
 
 fn read_error(e: ReadError) -> Executed {
@@ -155,8 +205,7 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Viewer, Executed> {
 /// Finds the operation a request selects.
 pub fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
     match (&doc.operations, name) {
-        (DocumentOperations::Single(op), None) => Some(op.node.ty),
-        (DocumentOperations::Single(op), Some(_)) => Some(op.node.ty),
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(n)) => ops.get(n).map(|op| op.node.ty),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
             ops.values().next().map(|op| op.node.ty)
@@ -165,46 +214,263 @@ pub fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<Op
     }
 }
 
-/// Runs one operation through parsing, checks and execution.
+/// Resolves Apollo Automatic Persisted Queries: a hash alone is looked up; a
+/// hash with the query is verified and remembered.
+async fn persisted_query(app: &App, input: &mut GqlInput) -> Result<(), Executed> {
+    let Some(pq) = input
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("persistedQuery"))
+    else {
+        return Ok(());
+    };
+    let hash = pq
+        .get("sha256Hash")
+        .and_then(|h| h.as_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if pq.get("version").and_then(serde_json::Value::as_i64) != Some(1) || hash.len() != 64 {
+        return Err(Executed::request_error(
+            StatusCode::BAD_REQUEST,
+            "PERSISTED_QUERY_NOT_SUPPORTED",
+            "persistedQuery must be {\"version\": 1, \"sha256Hash\": <64 hex digits>}",
+        ));
+    }
+    match &input.query {
+        Some(query) => {
+            if hex::encode(Sha256::digest(query.as_bytes())) != hash {
+                return Err(Executed::request_error(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "provided sha does not match query",
+                ));
+            }
+            app.services.cache.apq_put(&hash, query).await;
+        }
+        None => match app.services.cache.apq_get(&hash).await {
+            Some(query) => input.query = Some(query),
+            None => {
+                return Err(Executed::request_error(
+                    StatusCode::OK,
+                    "PERSISTED_QUERY_NOT_FOUND",
+                    "PersistedQueryNotFound",
+                ));
+            }
+        },
+    }
+    Ok(())
+}
+
+/// Runs one operation: persisted query, cache, parsing, checks, execution.
 pub async fn execute(
     app: &App,
     viewer: Viewer,
-    input: GqlInput,
+    mut input: GqlInput,
     method: &Method,
     media: Media,
 ) -> Executed {
-    let Some(query) = input.query else {
+    let started = Instant::now();
+    if let Err(e) = persisted_query(app, &mut input).await {
+        return e;
+    }
+    let Some(query) = input.query.as_deref() else {
         return Executed::request_error(
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",
             "the request has no `query`",
         );
     };
+    let cache = &app.services.cache;
+    let normalized = normalize(query);
+    let cacheable = cache.query_cache_enabled()
+        && !matches!(normalized.first_token.as_str(), "mutation" | "subscription");
+    let span = tracing::Span::current();
+    if !cacheable {
+        if !matches!(normalized.first_token.as_str(), "mutation" | "subscription") {
+            cache.metrics.cache_bypasses.fetch_add(1, Ordering::Relaxed);
+        }
+        span.record("cache.status", "BYPASS");
+        return run(app, viewer, input, method, media, None, started).await;
+    }
+    let scope = match (normalized.mentions_viewer, viewer.user_id) {
+        (false, _) => Scope::Public,
+        (true, None) => Scope::Anonymous,
+        (true, Some(id)) => Scope::User(id),
+    };
+    let vars = canonical_variables(input.variables.as_ref());
+    let hash = request_hash(
+        &normalized.text,
+        input.operation_name.as_deref(),
+        &vars,
+        &scope,
+    );
+    let flights = &app.flights;
+    let outcome = match flights.join(&hash) {
+        Role::Follower(rx) => match follow(rx, std::time::Duration::from_secs(5)).await {
+            Some(shared) => shared,
+            None => cached_run(app, viewer, input, method, media, &hash, scope, started).await,
+        },
+        Role::Leader(leader) => {
+            let out = cached_run(app, viewer, input, method, media, &hash, scope, started).await;
+            leader.finish(out.clone());
+            out
+        }
+    };
+    span.record("cache.status", outcome.x_cache);
+    tracing::debug!(cache.status = outcome.x_cache, "graphql request");
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn cached_run(
+    app: &App,
+    viewer: Viewer,
+    input: GqlInput,
+    method: &Method,
+    media: Media,
+    hash: &str,
+    scope: Scope,
+    started: Instant,
+) -> Executed {
+    let cache = &app.services.cache;
+    let (lookup, token) = cache.lookup(hash, true).await;
+    let (snap, stale) = match lookup {
+        Lookup::Hit(entry) => return hit(app, entry, &scope, started),
+        Lookup::Bypass => {
+            cache.metrics.cache_bypasses.fetch_add(1, Ordering::Relaxed);
+            return run(app, viewer, input, method, media, None, started).await;
+        }
+        Lookup::Miss(snap, stale) => (snap, stale),
+    };
+    if !snap.locked {
+        // another instance is computing this result: give it a moment
+        if let Some(entry) = cache.wait_for_fill(hash).await {
+            return hit(app, entry, &scope, started);
+        }
+    }
+    cache.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+    let fill = Fill {
+        hash,
+        snap: &snap,
+        token: &token,
+        scope: &scope,
+        stale,
+    };
+    run(app, viewer, input, method, media, Some(fill), started).await
+}
+
+/// What a cache miss needs to store its result (or fall back to stale).
+struct Fill<'a> {
+    hash: &'a str,
+    snap: &'a Snapshot,
+    token: &'a str,
+    scope: &'a Scope,
+    stale: Option<Entry>,
+}
+
+fn cache_control(scope: &Scope, max_age: u64) -> HeaderValue {
+    let visibility = if matches!(scope, Scope::User(_)) {
+        "private"
+    } else {
+        "public"
+    };
+    HeaderValue::from_str(&format!("{visibility}, max-age={max_age}"))
+        .unwrap_or(HeaderValue::from_static("no-cache"))
+}
+
+fn entry_headers(entry: &Entry, scope: &Scope) -> Vec<(header::HeaderName, HeaderValue)> {
+    let max_age = entry.fresh_until_ms.saturating_sub(now_ms()) / 1000;
+    let mut headers = vec![(header::CACHE_CONTROL, cache_control(scope, max_age))];
+    if let Ok(v) = HeaderValue::from_str(&entry.etag) {
+        headers.push((header::ETAG, v));
+    }
+    if matches!(scope, Scope::Anonymous) {
+        headers.push((header::VARY, HeaderValue::from_static("Authorization")));
+    }
+    headers
+}
+
+fn hit(app: &App, entry: Entry, scope: &Scope, started: Instant) -> Executed {
+    let metrics = &app.services.cache.metrics;
+    metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+    metrics.query_latency.observe(started.elapsed());
+    let headers = entry_headers(&entry, scope);
+    Executed {
+        status: StatusCode::OK,
+        body: entry.body.into(),
+        headers,
+        x_cache: "HIT",
+    }
+}
+
+/// Parses, checks and executes; stores the result when `fill` says so.
+async fn run(
+    app: &App,
+    viewer: Viewer,
+    input: GqlInput,
+    method: &Method,
+    media: Media,
+    fill: Option<Fill<'_>>,
+    started: Instant,
+) -> Executed {
+    let out = run_inner(app, viewer, input, method, media, fill).await;
+    let metrics = &app.services.cache.metrics;
+    let hist = if out.1 == Some(OperationType::Mutation) {
+        &metrics.mutation_latency
+    } else {
+        &metrics.query_latency
+    };
+    hist.observe(started.elapsed());
+    out.0
+}
+
+async fn run_inner(
+    app: &App,
+    viewer: Viewer,
+    input: GqlInput,
+    method: &Method,
+    media: Media,
+    fill: Option<Fill<'_>>,
+) -> (Executed, Option<OperationType>) {
+    let cache = &app.services.cache;
+    let release = async |fill: &Option<Fill<'_>>| {
+        if let Some(f) = fill {
+            cache.release(f.hash, f.snap, f.token).await;
+        }
+    };
+    let query = input.query.unwrap_or_default();
     let variables = match input.variables {
         None | Some(serde_json::Value::Null) => Variables::default(),
         Some(v @ serde_json::Value::Object(_)) => Variables::from_json(v),
         Some(_) => {
-            return Executed::request_error(
+            release(&fill).await;
+            let e = Executed::request_error(
                 StatusCode::BAD_REQUEST,
                 "BAD_REQUEST",
                 "`variables` must be a JSON object",
             );
+            return (e, None);
         }
     };
     let doc = match async_graphql::parser::parse_query(&query) {
         Ok(doc) => doc,
         Err(e) => {
+            release(&fill).await;
             let status = if media == Media::GraphqlResponse {
                 StatusCode::BAD_REQUEST
             } else {
                 StatusCode::OK
             };
-            return Executed::request_error(status, "GRAPHQL_PARSE_FAILED", &e.to_string());
+            return (
+                Executed::request_error(status, "GRAPHQL_PARSE_FAILED", &e.to_string()),
+                None,
+            );
         }
     };
     let op = operation_type(&doc, input.operation_name.as_deref());
     match (op, method) {
         (Some(OperationType::Mutation), &Method::GET) => {
+            release(&fill).await;
             let mut ex = Executed::request_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "METHOD_NOT_ALLOWED",
@@ -212,14 +478,16 @@ pub async fn execute(
             );
             ex.headers
                 .push((header::ALLOW, HeaderValue::from_static("POST")));
-            return ex;
+            return (ex, op);
         }
         (Some(OperationType::Subscription), _) => {
-            return Executed::request_error(
+            release(&fill).await;
+            let ex = Executed::request_error(
                 StatusCode::BAD_REQUEST,
                 "BAD_REQUEST",
                 "subscriptions are served over WebSocket (graphql-transport-ws) at /graphql",
             );
+            return (ex, op);
         }
         _ => {}
     }
@@ -234,30 +502,119 @@ pub async fn execute(
     request.set_parsed_query(doc.clone());
     let mut response = app.schema.execute(request).await;
     super::order::reorder(&doc, operation_name.as_deref(), &mut response.data);
-    finish(response, op, media, &state)
+    let mut ex = finish(response, media);
+    if op == Some(OperationType::Mutation) {
+        ex.x_cache = "BYPASS";
+        release(&fill).await;
+        return (ex.executed, op);
+    }
+    let Some(f) = fill else {
+        ex.x_cache = "BYPASS";
+        return (ex.executed, op);
+    };
+    let ok = ex.status == StatusCode::OK && !ex.has_errors;
+    if ok && !(state.is_private() && *f.scope == Scope::Public) && op == Some(OperationType::Query)
+    {
+        let ttl = std::time::Duration::from_secs(state.ttl().unwrap_or(u64::MAX));
+        let body = ex.executed.body.to_vec();
+        match cache
+            .store(f.hash, f.snap, f.token, body, ttl, &state.tags())
+            .await
+        {
+            Some(entry) => ex.executed.headers = entry_headers(&entry, f.scope),
+            None => ex.executed.headers = vec![no_store()],
+        }
+        ex.executed.x_cache = "MISS";
+        return (ex.executed, op);
+    }
+    if state.is_private() && *f.scope == Scope::Public {
+        tracing::warn!(
+            "a result read viewer-specific data but its document names no viewer field; not cached"
+        );
+    }
+    cache.release(f.hash, f.snap, f.token).await;
+    if ex.unavailable
+        && let Some(stale) = f.stale
+    {
+        cache
+            .metrics
+            .cache_stale_served
+            .fetch_add(1, Ordering::Relaxed);
+        return (serve_stale(stale), op);
+    }
+    ex.executed.x_cache = "MISS";
+    (ex.executed, op)
 }
 
-fn finish(
-    mut response: async_graphql::Response,
-    op: Option<OperationType>,
-    media: Media,
-    _state: &Arc<RequestState>,
-) -> Executed {
+/// An entry past freshness, served because Postgres failed, with a warning.
+fn serve_stale(entry: Entry) -> Executed {
+    let warning = serde_json::json!({ "warnings": [{
+        "code": "STALE_RESULT",
+        "message": "the database is unavailable; this result is from the cache and may be out of date",
+        "storedUntil": entry.fresh_until_ms,
+    }]});
+    let mut body = entry.body;
+    // the stored body is a JSON object: add `extensions` before its closing brace
+    if body.last() == Some(&b'}') {
+        body.pop();
+        body.extend_from_slice(b",\"extensions\":");
+        body.extend_from_slice(warning.to_string().as_bytes());
+        body.push(b'}');
+    }
+    let headers = vec![
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (
+            header::WARNING,
+            HeaderValue::from_static("110 - \"Response is Stale\""),
+        ),
+    ];
+    Executed {
+        status: StatusCode::OK,
+        body: body.into(),
+        headers,
+        x_cache: "HIT",
+    }
+}
+
+/// An executed response plus what the cache needs to know about it.
+struct Finished {
+    executed: Executed,
+    has_errors: bool,
+    unavailable: bool,
+}
+
+impl std::ops::Deref for Finished {
+    type Target = Executed;
+    fn deref(&self) -> &Executed {
+        &self.executed
+    }
+}
+
+impl std::ops::DerefMut for Finished {
+    fn deref_mut(&mut self) -> &mut Executed {
+        &mut self.executed
+    }
+}
+
+fn finish(mut response: async_graphql::Response, media: Media) -> Finished {
     let mut status = StatusCode::OK;
     let mut headers = vec![no_store()];
     let request_failed = response.data == async_graphql::Value::Null && !response.errors.is_empty();
+    let mut unavailable = false;
     for err in &mut response.errors {
         let code = ensure_code(err);
         match code.as_str() {
-            "SERVICE_UNAVAILABLE" => status = StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE" => {
+                unavailable = true;
+                status = StatusCode::SERVICE_UNAVAILABLE;
+            }
             "RATE_LIMITED" if status != StatusCode::SERVICE_UNAVAILABLE => {
                 status = StatusCode::TOO_MANY_REQUESTS;
                 let retry = err
                     .extensions
                     .as_ref()
                     .and_then(|e| e.get("retryAfter"))
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "60".into());
+                    .map_or_else(|| "60".into(), ToString::to_string);
                 if let Ok(v) = HeaderValue::from_str(&retry) {
                     headers.push((header::RETRY_AFTER, v));
                 }
@@ -268,13 +625,18 @@ fn finish(
     if status == StatusCode::OK && request_failed && media == Media::GraphqlResponse {
         status = StatusCode::BAD_REQUEST;
     }
-    let _ = op;
+    let has_errors = !response.errors.is_empty();
     let body = serde_json::to_vec(&response)
         .unwrap_or_else(|_| b"{\"errors\":[{\"message\":\"serialization failed\"}]}".to_vec());
-    Executed {
-        status,
-        body,
-        headers,
+    Finished {
+        executed: Executed {
+            status,
+            body: body.into(),
+            headers,
+            x_cache: "MISS",
+        },
+        has_errors,
+        unavailable,
     }
 }
 

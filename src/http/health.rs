@@ -17,3 +17,19 @@ pub async fn readyz(State(app): State<App>) -> (StatusCode, &'static str) {
         (StatusCode::SERVICE_UNAVAILABLE, "postgres unreachable")
     }
 }
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(app): State<App>) -> impl axum::response::IntoResponse {
+    let s = &app.services;
+    let body = s
+        .cache
+        .metrics
+        .render(s.db.statements(), s.cache.circuit_state());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+}

@@ -72,6 +72,7 @@ async fn request_context(req: Request, next: Next) -> Response {
         method = %req.method(),
         path = %req.uri().path(),
         status = tracing::field::Empty,
+        cache.status = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
     );
     let started = Instant::now();
@@ -130,6 +131,7 @@ pub fn router(app: App) -> Router {
         .route("/graphql", get(ws::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .with_state(app)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, modules per area. Every test talks to the
 //! real Postgres (its own database) and Redis (its own key prefix).
 
+mod cache;
 mod feed;
 mod http;
 mod read_api;

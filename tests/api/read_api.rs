@@ -205,7 +205,12 @@ async fn titles_filter_search_and_order_with_keyset_pages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_track_every_write_path() {
-    let t = TestApp::new().await;
+    // writes here bypass the API; this test is about the counters, so no query cache
+    let config = nexora::config::Config {
+        cache_default_ttl: std::time::Duration::ZERO,
+        ..crate::support::test_config()
+    };
+    let t = TestApp::with_config(config).await;
     let mut c = t.conn().await;
     let (a, b, d) = (
         fx::user(&mut c, "a_user").await,

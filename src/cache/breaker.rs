@@ -1,0 +1,102 @@
+//! A circuit breaker for Redis: after a few consecutive failures the cache
+//! is bypassed without trying Redis, then one probe per cool-down checks
+//! whether it is back. Open costs requests nothing; they go to Postgres.
+
+use std::{
+    sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+
+/// Breaker state shared by all requests of an instance.
+pub struct Breaker {
+    state: AtomicU8,
+    failures: AtomicU32,
+    opened_at_ms: AtomicU64,
+    threshold: u32,
+    cooldown: Duration,
+    epoch: Instant,
+}
+
+impl Breaker {
+    /// Opens after `threshold` consecutive failures; probes every `cooldown`.
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            state: AtomicU8::new(CLOSED),
+            failures: AtomicU32::new(0),
+            opened_at_ms: AtomicU64::new(0),
+            threshold,
+            cooldown,
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether a Redis call may be made now (at most one probe while open).
+    pub fn allow(&self) -> bool {
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => true,
+            OPEN => {
+                let opened = self.opened_at_ms.load(Ordering::Acquire);
+                self.now_ms().saturating_sub(opened) >= self.cooldown.as_millis() as u64
+                    && self
+                        .state
+                        .compare_exchange(OPEN, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a successful call; returns true when this closed the circuit.
+    pub fn success(&self) -> bool {
+        self.failures.store(0, Ordering::Release);
+        self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED
+    }
+
+    /// Records a failed call; returns true when this opened the circuit.
+    pub fn failure(&self) -> bool {
+        let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let state = self.state.load(Ordering::Acquire);
+        if state == HALF_OPEN || (state == CLOSED && n >= self.threshold) {
+            self.opened_at_ms.store(self.now_ms(), Ordering::Release);
+            return self.state.swap(OPEN, Ordering::AcqRel) == CLOSED;
+        }
+        false
+    }
+
+    /// 0 closed, 1 open, 2 half-open (for /metrics).
+    pub fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_threshold_and_probes_after_cooldown() {
+        let b = Breaker::new(3, Duration::from_millis(30));
+        assert!(b.allow());
+        assert!(!b.failure());
+        assert!(!b.failure());
+        assert!(b.failure(), "third failure opens");
+        assert!(!b.allow(), "open: no calls");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.allow(), "one probe after the cool-down");
+        assert!(!b.allow(), "only one probe at a time");
+        b.failure();
+        assert!(!b.allow(), "failed probe reopens");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.allow());
+        assert!(b.success(), "successful probe closes");
+        assert!(b.allow());
+    }
+}

@@ -1,0 +1,242 @@
+//! Cache keys: `cache:gql:` + hex sha256 over the normalized document, the
+//! operation name, the canonical variables and the scope.
+//!
+//! Normalization is lexical (no parse, so a hit skips parsing entirely):
+//! whitespace, commas and comments are dropped and tokens are joined by one
+//! space, so requests that differ only in layout or comments share an entry.
+//! Variables are serialized with object keys sorted at every level.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Fields whose value depends on who is asking. A document that names any of
+/// them is cached per viewer (anonymous being one more scope), never publicly.
+pub const VIEWER_FIELDS: [&str; 4] = ["viewer", "viewerHasLiked", "viewerIsFollowing", "homeFeed"];
+
+/// Whose result a cache entry holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The same for everyone.
+    Public,
+    /// Viewer-specific fields, asked anonymously.
+    Anonymous,
+    /// Viewer-specific fields, asked by this user.
+    User(i64),
+}
+
+impl Scope {
+    fn as_key_part(&self) -> String {
+        match self {
+            Scope::Public => "public".into(),
+            Scope::Anonymous => "anon".into(),
+            Scope::User(id) => format!("user:{id}"),
+        }
+    }
+}
+
+/// A document reduced to its tokens, plus whether it names viewer fields.
+pub struct Normalized {
+    /// Tokens joined by single spaces.
+    pub text: String,
+    /// Whether any name token is a [`VIEWER_FIELDS`] entry.
+    pub mentions_viewer: bool,
+    /// The first token (`query`, `mutation`, `subscription`, `{`, `fragment`…).
+    pub first_token: String,
+}
+
+/// Lexically normalizes a GraphQL document.
+pub fn normalize(doc: &str) -> Normalized {
+    let bytes = doc.as_bytes();
+    let mut out = String::with_capacity(doc.len());
+    let mut mentions_viewer = false;
+    let mut first_token = String::new();
+    let mut i = 0;
+    let mut push = |tok: &str, out: &mut String| {
+        if first_token.is_empty() {
+            first_token = tok.to_owned();
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(tok);
+    };
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => i += 1,
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            0xEF if bytes[i..].starts_with(&[0xEF, 0xBB, 0xBF]) => i += 3, // BOM
+            b'"' => {
+                let start = i;
+                if bytes[i..].starts_with(b"\"\"\"") {
+                    i += 3;
+                    while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                        i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                            4
+                        } else {
+                            1
+                        };
+                    }
+                    i = (i + 3).min(bytes.len());
+                } else {
+                    i += 1;
+                    while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                        i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    }
+                    i = (i + 1).min(bytes.len());
+                }
+                push(&doc[start..i.min(doc.len())], &mut out);
+            }
+            b'.' if bytes[i..].starts_with(b"...") => {
+                push("...", &mut out);
+                i += 3;
+            }
+            c if c == b'_' || c.is_ascii_alphabetic() => {
+                let start = i;
+                while i < bytes.len() && (bytes[i] == b'_' || bytes[i].is_ascii_alphanumeric()) {
+                    i += 1;
+                }
+                let name = &doc[start..i];
+                mentions_viewer |= VIEWER_FIELDS.contains(&name);
+                push(name, &mut out);
+            }
+            c if c == b'-' || c.is_ascii_digit() => {
+                let start = i;
+                i += 1;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'.' | b'+' | b'-'))
+                {
+                    i += 1;
+                }
+                push(&doc[start..i], &mut out);
+            }
+            _ => {
+                // punctuators and anything else, one character (UTF-8 aware)
+                let ch_len = doc[i..].chars().next().map_or(1, char::len_utf8);
+                push(&doc[i..i + ch_len], &mut out);
+                i += ch_len;
+            }
+        }
+    }
+    Normalized {
+        text: out,
+        mentions_viewer,
+        first_token,
+    }
+}
+
+/// Serializes variables with object keys sorted, so key order and
+/// whitespace never matter; `null` and absent are the empty object.
+pub fn canonical_variables(vars: Option<&Value>) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String((*k).clone()).to_string());
+                    out.push(':');
+                    write(&map[*k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    match vars {
+        None | Some(Value::Null) => out.push_str("{}"),
+        Some(v) => write(v, &mut out),
+    }
+    out
+}
+
+/// The hex sha256 identifying one cacheable request.
+pub fn request_hash(
+    normalized: &str,
+    operation: Option<&str>,
+    variables: &str,
+    scope: &Scope,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        normalized,
+        operation.unwrap_or(""),
+        variables,
+        &scope.as_key_part(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_and_comments_do_not_matter_but_strings_do() {
+        let a =
+            normalize("query Q($id: ID!) {\n  title(id: $id) { name, reviewCount } # the title\n}");
+        let b = normalize("query Q($id:ID!){title(id:$id){name reviewCount}}");
+        assert_eq!(a.text, b.text);
+        assert_eq!(a.first_token, "query");
+        let c = normalize("{ titles(search: \"a  b\") { name } }");
+        let d = normalize("{ titles(search: \"a b\") { name } }");
+        assert_ne!(c.text, d.text);
+        let e = normalize("{ f(s: \"\"\"block # not a comment\"\"\") { ...F } }");
+        assert!(
+            e.text.contains("\"\"\"block # not a comment\"\"\""),
+            "{}",
+            e.text
+        );
+        assert!(e.text.contains("..."));
+    }
+
+    #[test]
+    fn viewer_fields_are_detected_as_names_only() {
+        assert!(normalize("{ feed { edges { node { viewerHasLiked } } } }").mentions_viewer);
+        assert!(normalize("{ homeFeed { totalCount } }").mentions_viewer);
+        assert!(!normalize("{ titles(search: \"viewer\") { name } }").mentions_viewer);
+        assert!(!normalize("{ feed { totalCount } }").mentions_viewer);
+    }
+
+    #[test]
+    fn variables_are_canonical() {
+        let a: Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"q": 2, "p": 1}], "x": null}}"#)
+                .expect("json");
+        let b: Value =
+            serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"p":1,"q":2}]},"b":1}"#).expect("json");
+        assert_eq!(canonical_variables(Some(&a)), canonical_variables(Some(&b)));
+        assert_eq!(
+            canonical_variables(None),
+            canonical_variables(Some(&Value::Null))
+        );
+        let h1 = request_hash("x", None, "{}", &Scope::Public);
+        assert_ne!(h1, request_hash("x", None, "{}", &Scope::Anonymous));
+        assert_ne!(
+            request_hash("x", None, "{}", &Scope::User(1)),
+            request_hash("x", None, "{}", &Scope::User(2))
+        );
+    }
+}

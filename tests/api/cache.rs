@@ -1,0 +1,585 @@
+//! The query-result cache: hits, scopes, races, Redis and Postgres trouble,
+//! stampedes, HTTP caching headers and persisted queries.
+
+use std::time::{Duration, Instant};
+
+use axum::{body::Body, http::Request};
+use diesel_async::SimpleAsyncConnection;
+use nexora::{cache::tags, config::Config};
+use serde_json::json;
+
+use crate::support::{OwnRedis, PgProxy, Res, TestApp, TestDb, fx, gid, test_config};
+
+fn x_cache(res: &Res) -> &str {
+    res.headers
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+const TITLE_Q: &str =
+    "query T($id: ID!) { title(id: $id) { name reviewCount reviews { edges { node { body } } } } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_skip_execution_and_equivalent_requests_share_an_entry() {
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let (u, ti) = (
+        fx::user(&mut c, "writer").await,
+        fx::title(&mut c, "Cached").await,
+    );
+    fx::review(&mut c, u, ti, 7).await;
+    let vars = json!({ "id": gid("Title", ti) });
+
+    let first = t.gql(TITLE_Q, vars.clone()).await;
+    assert_eq!(x_cache(&first), "MISS");
+    let before = t.statements();
+    let second = t.gql(TITLE_Q, vars.clone()).await;
+    assert_eq!(x_cache(&second), "HIT");
+    assert_eq!(t.statements(), before, "a hit runs no SQL");
+    assert_eq!(first.body, second.body);
+
+    // whitespace, commas and comments do not matter
+    let relaid = "# same query\nquery T($id:ID!){title(id:$id){name,reviewCount,reviews{edges{node{body}}}}}";
+    assert_eq!(x_cache(&t.gql(relaid, vars).await), "HIT");
+    // nor does variable key order
+    let q = "query L($f: Int, $k: TitleKind) { titles(first: $f, kind: $k) { totalCount } }";
+    assert_eq!(
+        x_cache(&t.gql(q, json!({ "f": 2, "k": "MOVIE" })).await),
+        "MISS"
+    );
+    assert_eq!(
+        x_cache(&t.gql(q, json!({ "k": "MOVIE", "f": 2 })).await),
+        "HIT"
+    );
+    // but different values do
+    assert_eq!(
+        x_cache(&t.gql(q, json!({ "k": "MOVIE", "f": 3 })).await),
+        "MISS"
+    );
+
+    // HTTP caching: shortest-lived field (lists: 30 s) sets max-age; ETag revalidates
+    let cc = second.headers["cache-control"].to_str().expect("cc");
+    let max_age: u64 = cc
+        .strip_prefix("public, max-age=")
+        .expect(cc)
+        .parse()
+        .expect("n");
+    assert!(max_age <= 30, "{cc}");
+    let etag = second.headers["etag"].to_str().expect("etag").to_owned();
+    let req = Request::post("/graphql")
+        .header("content-type", "application/json")
+        .header("if-none-match", &etag)
+        .body(Body::from(
+            json!({ "query": TITLE_Q, "variables": { "id": gid("Title", ti) } }).to_string(),
+        ))
+        .expect("req");
+    let res = t.send(req).await;
+    assert_eq!(res.status, 304);
+    assert_eq!(res.headers["etag"], etag.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_and_mutations_are_never_cached() {
+    let t = TestApp::new().await;
+    let q = "{ feed(first: 500) { totalCount } }";
+    assert_eq!(t.gql(q, json!({})).await.code(), Some("BAD_USER_INPUT"));
+    let res = t.gql(q, json!({})).await;
+    assert_eq!(x_cache(&res), "MISS", "errors are not stored");
+    assert_eq!(res.headers["cache-control"], "no-store");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_specific_results_never_leak_between_viewers() {
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let (ana, bob) = (
+        fx::user(&mut c, "ana_a").await,
+        fx::user(&mut c, "bob_b").await,
+    );
+    let ti = fx::title(&mut c, "Scoped").await;
+    let r = fx::review(&mut c, bob, ti, 9).await;
+    fx::like(&mut c, ana, r).await;
+    let (ta, tb) = (t.token(ana), t.token(bob));
+    let q = "query R($id: ID!) { review(id: $id) { likeCount viewerHasLiked author { viewerIsFollowing } } viewer { username } }";
+    let vars = json!({ "id": gid("Review", r) });
+    for (token, liked, name) in [
+        (Some(&ta), true, json!("ana_a")),
+        (Some(&tb), false, json!("bob_b")),
+        (None, false, json!(null)),
+    ] {
+        for round in ["MISS", "HIT"] {
+            let res = t.gql_as(token.map(String::as_str), q, vars.clone()).await;
+            assert_eq!(x_cache(&res), round, "{name} {round}");
+            assert_eq!(
+                res.ok()["review"]["viewerHasLiked"],
+                liked,
+                "{name} {round}"
+            );
+            assert_eq!(res.ok()["viewer"]["username"], name);
+        }
+    }
+    let private = t.gql_as(Some(&ta), q, vars.clone()).await;
+    assert!(
+        private.headers["cache-control"]
+            .to_str()
+            .expect("cc")
+            .starts_with("private")
+    );
+    // a document without viewer fields is one public entry for everyone
+    let public = "query R($id: ID!) { review(id: $id) { likeCount } }";
+    assert_eq!(
+        x_cache(&t.gql_as(Some(&ta), public, vars.clone()).await),
+        "MISS"
+    );
+    assert_eq!(
+        x_cache(&t.gql_as(Some(&tb), public, vars.clone()).await),
+        "HIT"
+    );
+    assert_eq!(x_cache(&t.gql(public, vars).await), "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidation_is_precise_and_reaches_every_instance() {
+    let a = TestApp::new().await;
+    let mut config = test_config();
+    config.database_url = a.db.url.clone();
+    config.redis_key_prefix = a.app.services.config.redis_key_prefix.clone();
+    let b = TestApp::on(
+        TestDb {
+            name: String::new(),
+            url: a.db.url.clone(),
+        },
+        config,
+    )
+    .await;
+    let mut c = a.conn().await;
+    let u = fx::user(&mut c, "author").await;
+    let (t1, t2) = (
+        fx::title(&mut c, "One").await,
+        fx::title(&mut c, "Two").await,
+    );
+    let (r1, _r2) = (
+        fx::review(&mut c, u, t1, 5).await,
+        fx::review(&mut c, u, t2, 6).await,
+    );
+    let (v1, v2) = (
+        json!({ "id": gid("Title", t1) }),
+        json!({ "id": gid("Title", t2) }),
+    );
+    for v in [&v1, &v2] {
+        assert_eq!(x_cache(&a.gql(TITLE_Q, v.clone()).await), "MISS");
+        assert_eq!(
+            x_cache(&b.gql(TITLE_Q, v.clone()).await),
+            "HIT",
+            "instances share the cache"
+        );
+    }
+    // a write through A (commit, then invalidate — what every mutation does)
+    c.batch_execute(&format!(
+        "UPDATE reviews SET body = 'edited' WHERE id = {r1}"
+    ))
+    .await
+    .expect("update");
+    a.app
+        .services
+        .cache
+        .invalidate(&tags::review_edited(r1, t1, false))
+        .await;
+    let res = b.gql(TITLE_Q, v1.clone()).await;
+    assert_eq!(
+        x_cache(&res),
+        "MISS",
+        "read-your-writes through the other instance"
+    );
+    assert_eq!(
+        res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
+        "edited"
+    );
+    assert_eq!(
+        x_cache(&a.gql(TITLE_Q, v2).await),
+        "HIT",
+        "the other title stays cached"
+    );
+    // the empty TestDb above must not drop the shared database
+    std::mem::forget(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_read_that_raced_a_write_is_not_stored() {
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let u = fx::user(&mut c, "racer").await;
+    let ti = fx::title(&mut c, "Raced").await;
+    let r = fx::review(&mut c, u, ti, 5).await;
+    let q = "{ feed { edges { node { id body title { name } } } } }";
+    // hold titles locked: the read gets its reviews, then blocks loading titles
+    let mut locker = t.conn().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE titles IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let router = t.router.clone();
+    let slow = tokio::spawn(async move {
+        use tower::ServiceExt;
+        let req = Request::post("/graphql")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({ "query": q }).to_string()))
+            .expect("req");
+        router.oneshot(req).await.expect("response")
+    });
+    // wait until the read is blocked on the lock
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut probe = t.conn().await;
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let n: N = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result(&mut probe)
+        .await
+        .expect("probe");
+        if n.n > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the read never blocked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // the write commits and invalidates while the read is in flight
+    c.batch_execute(&format!(
+        "UPDATE reviews SET body = 'after the write' WHERE id = {r}"
+    ))
+    .await
+    .expect("update");
+    t.app
+        .services
+        .cache
+        .invalidate(&tags::review_edited(r, ti, false))
+        .await;
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    let old = slow.await.expect("join");
+    assert_eq!(old.headers()["x-cache"], "MISS");
+    // the slow read saw the old body; it must not have been stored
+    let res = t.gql(q, json!({})).await;
+    assert_eq!(x_cache(&res), "MISS", "the raced result was not stored");
+    assert_eq!(
+        res.ok()["feed"]["edges"][0]["node"]["body"],
+        "after the write"
+    );
+    assert_eq!(x_cache(&t.gql(q, json!({})).await), "HIT");
+}
+
+async fn app_on_redis(redis: &OwnRedis) -> TestApp {
+    TestApp::with_config(Config {
+        redis_url: redis.url(),
+        ..test_config()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_costs_no_errors_and_the_cache_comes_back() {
+    let redis = OwnRedis::start();
+    let t = app_on_redis(&redis).await;
+    let mut c = t.conn().await;
+    let ti = fx::title(&mut c, "Paused").await;
+    let vars = json!({ "id": gid("Title", ti) });
+    t.gql(TITLE_Q, vars.clone()).await;
+    assert_eq!(x_cache(&t.gql(TITLE_Q, vars.clone()).await), "HIT");
+
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "1500", "ALL"]), "OK");
+    let started = Instant::now();
+    for _ in 0..10 {
+        let res = t.gql(TITLE_Q, vars.clone()).await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.ok()["title"]["name"], "Paused");
+        assert_eq!(x_cache(&res), "BYPASS");
+    }
+    // at most a few 50 ms timeouts before the breaker opens; then no waiting at all
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // back by itself once Redis answers
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        if x_cache(&t.gql(TITLE_Q, vars.clone()).await) == "HIT" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_acknowledged_while_redis_was_paused_is_never_served_stale() {
+    let redis = OwnRedis::start();
+    let a = app_on_redis(&redis).await;
+    let config = Config {
+        redis_url: redis.url(),
+        database_url: a.db.url.clone(),
+        redis_key_prefix: a.app.services.config.redis_key_prefix.clone(),
+        ..test_config()
+    };
+    let b = TestApp::on(
+        TestDb {
+            name: String::new(),
+            url: a.db.url.clone(),
+        },
+        config,
+    )
+    .await;
+    let mut c = a.conn().await;
+    let u = fx::user(&mut c, "pauser").await;
+    let ti = fx::title(&mut c, "Paused write").await;
+    let r = fx::review(&mut c, u, ti, 5).await;
+    let vars = json!({ "id": gid("Title", ti) });
+    a.gql(TITLE_Q, vars.clone()).await;
+    assert_eq!(x_cache(&b.gql(TITLE_Q, vars.clone()).await), "HIT");
+
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "1000", "ALL"]), "OK");
+    c.batch_execute(&format!(
+        "UPDATE reviews SET body = 'written during the pause' WHERE id = {r}"
+    ))
+    .await
+    .expect("update");
+    let started = Instant::now();
+    a.app
+        .services
+        .cache
+        .invalidate(&tags::review_edited(r, ti, false))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "invalidation must not hang on a paused Redis"
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+
+    for (name, app) in [("A", &a), ("B", &b)] {
+        let res = app.gql(TITLE_Q, vars.clone()).await;
+        assert_eq!(
+            res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
+            "written during the pause",
+            "instance {name} served a stale entry"
+        );
+    }
+    std::mem::forget(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_serves_stale_entries_and_fails_fast_otherwise() {
+    let proxy = PgProxy::start().await;
+    let db = TestDb::new().await;
+    let config = Config {
+        database_url: proxy.url(&db),
+        cache_default_ttl: Duration::from_secs(1),
+        db_timeout: Duration::from_millis(1000),
+        ..test_config()
+    };
+    let direct = db.url.clone();
+    let t = TestApp::on(db, config).await;
+    let mut c =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&direct)
+            .await
+            .expect("direct");
+    let ti = fx::title(&mut c, "Survivor").await;
+    let vars = json!({ "id": gid("Title", ti) });
+    assert_eq!(x_cache(&t.gql(TITLE_Q, vars.clone()).await), "MISS");
+    tokio::time::sleep(Duration::from_millis(1200)).await; // past freshness, inside the stale window
+
+    proxy.cut();
+    let res = t.gql(TITLE_Q, vars.clone()).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.ok()["title"]["name"], "Survivor");
+    assert_eq!(
+        res.body["extensions"]["warnings"][0]["code"],
+        "STALE_RESULT"
+    );
+    assert_eq!(x_cache(&res), "HIT");
+
+    let started = Instant::now();
+    let res = t.gql("{ feed { totalCount } }", json!({})).await;
+    assert_eq!(res.status, 503, "{}", res.body);
+    assert_eq!(res.code(), Some("SERVICE_UNAVAILABLE"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let res = t.gql("{ feed { totalCount } }", json!({})).await;
+        if res.status == 200 {
+            assert_eq!(res.ok()["feed"]["totalCount"], 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not recover: {}", res.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_execute_once_per_key_across_instances() {
+    let a = TestApp::new().await;
+    let config = Config {
+        database_url: a.db.url.clone(),
+        redis_key_prefix: a.app.services.config.redis_key_prefix.clone(),
+        ..test_config()
+    };
+    let b = TestApp::on(
+        TestDb {
+            name: String::new(),
+            url: a.db.url.clone(),
+        },
+        config,
+    )
+    .await;
+    let mut c = a.conn().await;
+    let u = fx::user(&mut c, "stampede").await;
+    let mut titles = vec![];
+    for i in 0..3 {
+        let ti = fx::title(&mut c, &format!("Herd {i}")).await;
+        fx::review(&mut c, u, ti, 8).await;
+        titles.push(ti);
+    }
+    // what one execution of this shape costs
+    let before = a.statements();
+    a.gql(TITLE_Q, json!({ "id": gid("Title", titles[0]) }))
+        .await;
+    let one = a.statements() - before;
+    assert!(one > 0);
+
+    let vars = json!({ "id": gid("Title", titles[1]) });
+    let (sa, sb) = (a.statements(), b.statements());
+    let reqs = (0..20).map(|i| {
+        let (app, v) = (if i % 2 == 0 { &a } else { &b }, vars.clone());
+        async move { app.gql(TITLE_Q, v).await }
+    });
+    let results = futures::future::join_all(reqs).await;
+    assert!(results.iter().all(|r| r.ok()["title"]["name"] == "Herd 1"));
+    let total = (a.statements() - sa) + (b.statements() - sb);
+    assert_eq!(
+        total,
+        one,
+        "20 concurrent misses over two instances executed {} times",
+        total as f64 / one as f64
+    );
+    std::mem::forget(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_persisted_queries_over_post_and_get() {
+    let t = TestApp::new().await;
+    let query = "{ feed { totalCount } }";
+    let hash = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(query.as_bytes()))
+    };
+    let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let post = |body: serde_json::Value| {
+        Request::post("/graphql")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("req")
+    };
+    let res = t.send(post(json!({ "extensions": ext }))).await;
+    assert_eq!(res.body["errors"][0]["message"], "PersistedQueryNotFound");
+    assert_eq!(res.code(), Some("PERSISTED_QUERY_NOT_FOUND"));
+    let res = t
+        .send(post(json!({ "query": query, "extensions": ext })))
+        .await;
+    assert_eq!(res.ok()["feed"]["totalCount"], 0);
+    // GET with the hash only: CDN-cacheable URLs
+    let url = format!("/graphql?extensions={}", urlencode(&ext.to_string()));
+    let res = t
+        .send(Request::get(&url).body(Body::empty()).expect("req"))
+        .await;
+    assert_eq!(res.ok()["feed"]["totalCount"], 0);
+    assert_eq!(x_cache(&res), "HIT");
+    assert!(
+        res.headers["cache-control"]
+            .to_str()
+            .expect("cc")
+            .starts_with("public, max-age=")
+    );
+    // a hash that does not match the query
+    let bad = json!({ "persistedQuery": { "version": 1, "sha256Hash": "0".repeat(64) } });
+    let res = t
+        .send(post(json!({ "query": query, "extensions": bad })))
+        .await;
+    assert_eq!(res.status, 400);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_memory_cache_has_the_same_semantics() {
+    let t = TestApp::with_config(Config {
+        redis_url: "memory".into(),
+        ..test_config()
+    })
+    .await;
+    assert!(t.app.services.cache.is_memory());
+    let mut c = t.conn().await;
+    let u = fx::user(&mut c, "memo").await;
+    let ti = fx::title(&mut c, "Memory").await;
+    let r = fx::review(&mut c, u, ti, 4).await;
+    let vars = json!({ "id": gid("Title", ti) });
+    assert_eq!(x_cache(&t.gql(TITLE_Q, vars.clone()).await), "MISS");
+    assert_eq!(x_cache(&t.gql(TITLE_Q, vars.clone()).await), "HIT");
+    c.batch_execute(&format!(
+        "UPDATE reviews SET body = 'mem edit' WHERE id = {r}"
+    ))
+    .await
+    .expect("update");
+    t.app
+        .services
+        .cache
+        .invalidate(&tags::review_edited(r, ti, false))
+        .await;
+    let res = t.gql(TITLE_Q, vars).await;
+    assert_eq!(x_cache(&res), "MISS");
+    assert_eq!(
+        res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
+        "mem edit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_cache_and_sql_counters() {
+    let t = TestApp::new().await;
+    t.gql("{ feed { totalCount } }", json!({})).await;
+    t.gql("{ feed { totalCount } }", json!({})).await;
+    let res = t
+        .send(Request::get("/metrics").body(Body::empty()).expect("req"))
+        .await;
+    let text = res.body.as_str().expect("text").to_owned();
+    for needle in [
+        "nexora_cache_hits_total 1",
+        "nexora_cache_misses_total 1",
+        "nexora_redis_circuit_state 0",
+        "nexora_graphql_request_duration_seconds_count{operation=\"query\"} 2",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    assert!(text.contains("nexora_sql_statements_total "));
+}
