@@ -267,6 +267,7 @@ async fn apply(services: &Services, batch: &mut Vec<Notification>) {
         reviews_added = added.len(),
         "change feed: applied"
     );
+    services.feed.count_applied(count);
     for event in added {
         services.feed.publish(event);
     }

@@ -18,7 +18,14 @@
 pub mod change;
 mod listener;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    fmt::Write,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
 use futures::Stream;
 use tokio::{
@@ -69,6 +76,7 @@ pub struct Status {
 pub struct Feed {
     reviews: broadcast::Sender<ReviewAdded>,
     status: watch::Sender<Status>,
+    applied: AtomicU64,
 }
 
 impl Default for Feed {
@@ -83,6 +91,7 @@ impl Feed {
         Self {
             reviews: broadcast::Sender::new(buffer.max(1)),
             status: watch::Sender::new(Status::default()),
+            applied: AtomicU64::new(0),
         }
     }
 
@@ -125,6 +134,48 @@ impl Feed {
     /// Watches the listener's state.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.status.subscribe()
+    }
+
+    /// Counts applied notifications (for `/metrics`).
+    fn count_applied(&self, n: usize) {
+        self.applied.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Appends the feed's metrics in the Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        let status = *self.status.borrow();
+        let lines: [(&str, &str, &str, u64); 4] = [
+            (
+                "nexora_feed_connected",
+                "gauge",
+                "1 while the change-feed listener is listening",
+                u64::from(status.connected),
+            ),
+            (
+                "nexora_feed_connects_total",
+                "counter",
+                "Change-feed (re)connects, each a whole-cache invalidation",
+                status.connects,
+            ),
+            (
+                "nexora_feed_notifications_total",
+                "counter",
+                "Change notifications applied",
+                self.applied.load(Relaxed),
+            ),
+            (
+                "nexora_subscriptions",
+                "gauge",
+                "Open reviewAdded subscriptions",
+                self.subscribers() as u64,
+            ),
+        ];
+        for (name, kind, help, value) in lines {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
     }
 
     fn set_connected(&self, connected: bool) {

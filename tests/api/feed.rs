@@ -418,6 +418,24 @@ async fn a_listener_killed_from_postgres_recovers_and_keeps_delivering() {
         next_review(&mut ws, WITHIN).await["id"],
         gid("Review", review)
     );
+    // operators see it
+    let metrics = a
+        .http
+        .get(format!("http://{}/metrics", a.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "nexora_feed_connected 1",
+        "nexora_feed_connects_total 3",
+        "nexora_subscriptions 1",
+        "nexora_websocket_connections 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
 }
 
 /// Reads `title(id) { name }` through `live` until it says `name`; panics
