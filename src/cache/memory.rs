@@ -62,7 +62,7 @@ impl MemoryBackend {
                         .iter()
                         .all(|(t, v)| s.versions.get(t).copied().unwrap_or(0) == *v);
                 if valid && st.entry.fresh_until_ms > now_ms {
-                    return Found::Fresh(st.entry.clone());
+                    return Found::Fresh(st.entry.clone(), s.generation);
                 }
                 if valid {
                     stale = Some(st.entry.clone());

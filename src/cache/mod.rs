@@ -21,6 +21,7 @@ pub mod breaker;
 pub mod flight;
 pub mod key;
 pub mod memory;
+pub mod near;
 pub mod redis;
 pub mod tags;
 
@@ -32,14 +33,19 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use self::{breaker::Breaker, memory::MemoryBackend, redis::RedisBackend};
+use self::{
+    breaker::Breaker,
+    memory::MemoryBackend,
+    near::{GenerationReader, NearCache, NearEntry},
+    redis::RedisBackend,
+};
 use crate::{config::Config, error::AppError, metrics::Metrics};
 
 /// A stored response.
 #[derive(Clone, Debug)]
 pub struct Entry {
     /// The final response bytes.
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
     /// Strong validator of `body`.
     pub etag: String,
     /// Until when it is fresh (unix ms).
@@ -77,8 +83,8 @@ pub struct StoreArgs<'a> {
 /// What a backend lookup found.
 #[derive(Debug)]
 pub enum Found {
-    /// Current and fresh.
-    Fresh(Entry),
+    /// Current and fresh, at this generation.
+    Fresh(Entry, u64),
     /// Current but past freshness (served only when Postgres fails).
     Stale(Entry, Snapshot),
     /// Nothing current.
@@ -120,7 +126,7 @@ pub fn now_ms() -> u64 {
 }
 
 enum Backend {
-    Redis(RedisBackend),
+    Redis(Arc<RedisBackend>),
     Memory(MemoryBackend),
 }
 
@@ -146,7 +152,13 @@ pub struct Cache {
     /// Counters exported at `/metrics`.
     pub metrics: Arc<Metrics>,
     lock_seq: AtomicU64,
+    /// Validated entries kept in the process (Redis backend only).
+    near: NearCache,
+    generation: Arc<GenerationReader>,
 }
+
+/// Body bytes the near cache may hold.
+const NEAR_CAP_BYTES: u64 = 32 * 1024 * 1024;
 
 impl Cache {
     /// Connects per `config.redis_url` (`memory` → in-process). Never fails:
@@ -177,7 +189,7 @@ impl Cache {
             match RedisBackend::connect(&config.redis_url, config.redis_timeout, wait).await {
                 Ok(r) => {
                     tracing::info!(url = %config.redis_url, "query cache: Redis");
-                    Backend::Redis(r)
+                    Backend::Redis(Arc::new(r))
                 }
                 Err(e) if memory_fallback => {
                     tracing::warn!(error = %e, url = %config.redis_url,
@@ -188,7 +200,7 @@ impl Cache {
                     tracing::warn!(error = %e, url = %config.redis_url,
                         "Redis does not answer; serving uncached and reconnecting in the background");
                     match RedisBackend::lazy(&config.redis_url, config.redis_timeout) {
-                        Ok(r) => Backend::Redis(r),
+                        Ok(r) => Backend::Redis(Arc::new(r)),
                         Err(e) => {
                             tracing::error!(error = %e, "REDIS_URL is not usable; using no shared cache");
                             Backend::Memory(MemoryBackend::default())
@@ -198,10 +210,21 @@ impl Cache {
             }
         };
         let dirty = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(GenerationReader::default());
         if let Backend::Redis(r) = &backend {
             // a reconnect may follow a Redis restart that restored old data or
             // lost invalidations: treat every reconnect as a possible gap
             r.on_reconnect(dirty.clone());
+            let (reader, redis, prefix) = (
+                generation.clone(),
+                r.clone(),
+                config.redis_key_prefix.clone(),
+            );
+            tokio::spawn(async move {
+                reader
+                    .run(|| async { redis.generation(&prefix).await.ok() })
+                    .await;
+            });
         }
         Self {
             backend,
@@ -215,6 +238,8 @@ impl Cache {
             apq_ttl: Duration::from_secs(7 * 24 * 3600),
             metrics: Arc::new(Metrics::default()),
             lock_seq: AtomicU64::new(0),
+            near: NearCache::new(NEAR_CAP_BYTES),
+            generation,
         }
     }
 
@@ -294,9 +319,29 @@ impl Cache {
                 if !self.usable(r).await {
                     return (Lookup::Bypass, token);
                 }
+                // a copy validated at the generation read just now needs no script
+                if let Some(generation) = self.generation.current().await
+                    && let Some(near) = self.near.get(hash, generation)
+                {
+                    let entry = Entry {
+                        body: near.body,
+                        etag: near.etag,
+                        fresh_until_ms: near.fresh_until_ms,
+                    };
+                    return (Lookup::Hit(entry), token);
+                }
                 match r.lookup(hash, now_ms(), &token, px, &self.prefix).await {
                     Ok(f) => {
                         self.succeeded();
+                        if let Found::Fresh(e, generation) = &f {
+                            let near = NearEntry {
+                                body: e.body.clone(),
+                                etag: e.etag.clone(),
+                                fresh_until_ms: e.fresh_until_ms,
+                                generation: *generation,
+                            };
+                            self.near.put(hash, near);
+                        }
                         f
                     }
                     Err(e) => {
@@ -307,7 +352,7 @@ impl Cache {
             }
         };
         let lookup = match found {
-            Found::Fresh(e) => Lookup::Hit(e),
+            Found::Fresh(e, _) => Lookup::Hit(e),
             Found::Stale(e, snap) => Lookup::Miss(snap, Some(e)),
             Found::Miss(snap) => Lookup::Miss(snap, None),
         };
@@ -335,7 +380,7 @@ impl Cache {
         hash: &str,
         snap: &Snapshot,
         token: &str,
-        body: Vec<u8>,
+        body: bytes::Bytes,
         ttl: Duration,
         tags: &[String],
     ) -> Option<Entry> {

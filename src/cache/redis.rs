@@ -15,8 +15,8 @@ use fred::{
 
 use super::{Entry, Found, Snapshot, StoreArgs, keys};
 
-/// Returns `{1, body, etag, fresh_until}` when the entry's epoch and every
-/// tag version are current and it is fresh. Otherwise tries to take the fill
+/// Returns `{1, body, etag, fresh_until, gen}` when the entry's epoch and
+/// every tag version are current and it is fresh. Otherwise tries to take the fill
 /// lock and returns `{2, body, etag, fresh_until, gen, epoch, locked}` for a
 /// current entry past freshness (served only if Postgres fails), or
 /// `{0, gen, epoch, locked}`.
@@ -38,7 +38,7 @@ if e[1] and e[4] == epoch then
     end
   end
   if valid and tonumber(e[3]) > tonumber(ARGV[1]) then
-    return {1, e[1], e[2], e[3]}
+    return {1, e[1], e[2], e[3], redis.call('GET', KEYS[3]) or '0'}
   end
   if valid then stale = e end
 end
@@ -84,6 +84,13 @@ for i = 2, #KEYS do redis.call('SET', KEYS[i], g, 'PX', ARGV[1]) end
 return g
 ";
 
+/// Invalidates everything: a new epoch, and a new generation so near copies
+/// go too. KEYS: epoch, gen.
+const EPOCH: &str = r"
+redis.call('INCR', KEYS[1])
+return redis.call('INCR', KEYS[2])
+";
+
 /// Sliding-window log: admits a write when fewer than `limit` happened in the
 /// last window; otherwise returns the ms until the oldest leaves the window.
 /// KEYS: log. ARGV: window ms, limit, member suffix. Uses the server clock.
@@ -127,6 +134,7 @@ pub struct RedisBackend {
     lookup: Script,
     store: Script,
     invalidate: Script,
+    epoch: Script,
     rate: Script,
 }
 
@@ -174,6 +182,7 @@ impl RedisBackend {
             lookup: Script::new(LOOKUP),
             store: Script::new(STORE),
             invalidate: Script::new(INVALIDATE),
+            epoch: Script::new(EPOCH),
             rate: Script::new(RATE),
         }
     }
@@ -209,7 +218,13 @@ impl RedisBackend {
     }
 
     async fn load_scripts(&self) -> Result<(), Error> {
-        for s in [&self.lookup, &self.store, &self.invalidate, &self.rate] {
+        for s in [
+            &self.lookup,
+            &self.store,
+            &self.invalidate,
+            &self.epoch,
+            &self.rate,
+        ] {
             self.load(s).await?;
         }
         Ok(())
@@ -272,7 +287,7 @@ impl RedisBackend {
             let body = items
                 .get(1)
                 .and_then(Value::as_bytes)
-                .map(<[u8]>::to_vec)
+                .map(bytes::Bytes::copy_from_slice)
                 .ok_or_else(bad_reply)?;
             let etag = items.get(2).and_then(Value::as_string).unwrap_or_default();
             Ok(Entry {
@@ -282,7 +297,7 @@ impl RedisBackend {
             })
         };
         match int(0) {
-            1 => Ok(Found::Fresh(entry()?)),
+            1 => Ok(Found::Fresh(entry()?, int(4))),
             2 => Ok(Found::Stale(
                 entry()?,
                 Snapshot {
@@ -316,7 +331,7 @@ impl RedisBackend {
             int(snap.generation),
             int(snap.epoch),
             int(px),
-            Value::Bytes(entry.body.clone().into()),
+            Value::Bytes(entry.body.clone()),
             entry.etag.as_str().into(),
             int(entry.fresh_until_ms),
             token.into(),
@@ -351,9 +366,16 @@ impl RedisBackend {
 
     /// Invalidates every entry at once.
     pub async fn bump_epoch(&self, prefix: &str) -> Result<(), Error> {
-        let client = &self.client;
-        let _: i64 = client.incr(keys(prefix, "").epoch).await?;
-        Ok(())
+        let k = keys(prefix, "");
+        self.eval(&self.epoch, vec![k.epoch, k.generation], vec![])
+            .await
+            .map(|_| ())
+    }
+
+    /// The generation counter (bumped by every invalidation).
+    pub async fn generation(&self, prefix: &str) -> Result<u64, Error> {
+        let v: Option<u64> = self.client.get(keys(prefix, "").generation).await?;
+        Ok(v.unwrap_or(0))
     }
 
     /// Rate check: `None` admitted, `Some(ms)` until a write is admitted.

@@ -8,7 +8,7 @@
 //! | `User:{id}` | a user | profile or counters change (reviews, follows) |
 //! | `username:{name}` | `user(username:)` (also when not found) | a user with that name signs up |
 //! | `Review:{id}` | a review, `viewerHasLiked` | the review is edited, liked, unliked, commented, deleted |
-//! | `Comment:{id}` | a comment | it is deleted |
+//! | `Comment:{id}` | a comment (which also records its review: deleting a review removes its comments) | it is deleted |
 //! | `Title:{id}:reviews` | a title's review list | a review of the title is created, deleted, re-rated, liked (MOST_LIKED order) |
 //! | `User:{id}:reviews` | a user's review list | the user creates or deletes a review |
 //! | `Review:{id}:comments` | a review's comment list | a comment is added or deleted |

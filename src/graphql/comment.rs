@@ -19,6 +19,8 @@ impl Comment {
     pub fn tag_all(ctx: &Context<'_>, rows: &[CommentRow]) -> AppResult<()> {
         for r in rows {
             ctx.tag(tags::comment(r.id), ttl::REVIEW)?;
+            // a comment exists only as long as its review (deletes cascade)
+            ctx.tag(tags::review(r.review_id), ttl::REVIEW)?;
         }
         Ok(())
     }

@@ -187,7 +187,12 @@ pub async fn load_review(ctx: &Context<'_>, id: i64) -> AppResult<Option<ReviewR
 /// Loads (and tags) a comment by id.
 pub async fn load_comment(ctx: &Context<'_>, id: i64) -> AppResult<Option<CommentRow>> {
     ctx.tag(tags::comment(id), ttl::REVIEW)?;
-    ctx.loader()?.load_one(CommentKey(id)).await
+    let row = ctx.loader()?.load_one(CommentKey(id)).await?;
+    if let Some(r) = &row {
+        // a comment exists only as long as its review (deletes cascade)
+        ctx.tag(tags::review(r.review_id), ttl::REVIEW)?;
+    }
+    Ok(row)
 }
 
 /// A non-null parent reference that must exist (a foreign key guarantees it;

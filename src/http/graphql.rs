@@ -516,7 +516,7 @@ async fn run_inner(
     if ok && !(state.is_private() && *f.scope == Scope::Public) && op == Some(OperationType::Query)
     {
         let ttl = std::time::Duration::from_secs(state.ttl().unwrap_or(u64::MAX));
-        let body = ex.executed.body.to_vec();
+        let body = ex.executed.body.clone();
         match cache
             .store(f.hash, f.snap, f.token, body, ttl, &state.tags())
             .await
@@ -553,7 +553,7 @@ fn serve_stale(entry: Entry) -> Executed {
         "message": "the database is unavailable; this result is from the cache and may be out of date",
         "storedUntil": entry.fresh_until_ms,
     }]});
-    let mut body = entry.body;
+    let mut body = entry.body.to_vec();
     // the stored body is a JSON object: add `extensions` before its closing brace
     if body.last() == Some(&b'}') {
         body.pop();
