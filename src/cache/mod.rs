@@ -127,7 +127,7 @@ pub fn now_ms() -> u64 {
 
 enum Backend {
     Redis(Arc<RedisBackend>),
-    Memory(MemoryBackend),
+    Memory(Box<MemoryBackend>),
 }
 
 /// How long a fill lock is held at most (another instance computing the same key).
@@ -179,7 +179,7 @@ impl Cache {
             tracing::info!(
                 "query cache: in-process memory (REDIS_URL=memory; fine for a single instance)"
             );
-            Backend::Memory(MemoryBackend::default())
+            Backend::Memory(Box::default())
         } else {
             let wait = if memory_fallback {
                 Duration::from_secs(1)
@@ -194,7 +194,7 @@ impl Cache {
                 Err(e) if memory_fallback => {
                     tracing::warn!(error = %e, url = %config.redis_url,
                         "Redis does not answer; demo mode uses the in-process cache (single instance only)");
-                    Backend::Memory(MemoryBackend::default())
+                    Backend::Memory(Box::default())
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, url = %config.redis_url,
@@ -203,7 +203,7 @@ impl Cache {
                         Ok(r) => Backend::Redis(Arc::new(r)),
                         Err(e) => {
                             tracing::error!(error = %e, "REDIS_URL is not usable; using no shared cache");
-                            Backend::Memory(MemoryBackend::default())
+                            Backend::Memory(Box::default())
                         }
                     }
                 }

@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{
     cursor::Keyset,
-    page::{LateralOrder, PageKey, lateral},
+    page::{LateralOrder, PageKey, lateral, row_cmp_time},
     schema::{follows, platform_counters, reviews, users},
 };
 
@@ -86,11 +86,7 @@ pub async fn feed_page(
     if let Some(k) = after
         && let Some(at) = k.as_time()
     {
-        q = q.filter(
-            reviews::created_at
-                .lt(at)
-                .or(reviews::created_at.eq(at).and(reviews::id.lt(k.id))),
-        );
+        q = q.filter(row_cmp_time("created_at", "<", at, k.id));
     }
     q.order((reviews::created_at.desc(), reviews::id.desc()))
         .limit(limit)
@@ -124,11 +120,7 @@ pub async fn home_feed_page(
     if let Some(k) = after
         && let Some(at) = k.as_time()
     {
-        q = q.filter(
-            reviews::created_at
-                .lt(at)
-                .or(reviews::created_at.eq(at).and(reviews::id.lt(k.id))),
-        );
+        q = q.filter(row_cmp_time("created_at", "<", at, k.id));
     }
     q.order((reviews::created_at.desc(), reviews::id.desc()))
         .limit(limit)

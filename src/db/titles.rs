@@ -10,6 +10,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{
     cursor::{Keyset, SortValue},
+    page::{row_cmp_int, row_cmp_text, row_cmp_time},
     schema::{platform_counters, titles},
 };
 
@@ -116,11 +117,7 @@ pub async fn page(
                 id,
             }) = after
             {
-                q = q.filter(
-                    titles::name
-                        .gt(name.clone())
-                        .or(titles::name.eq(name.clone()).and(titles::id.gt(*id))),
-                );
+                q = q.filter(row_cmp_text("name", ">", name.clone(), *id));
             }
             q.order((titles::name.asc(), titles::id.asc()))
         }
@@ -128,11 +125,7 @@ pub async fn page(
             if let Some(k) = after
                 && let Some(at) = k.as_time()
             {
-                q = q.filter(
-                    titles::created_at
-                        .lt(at)
-                        .or(titles::created_at.eq(at).and(titles::id.lt(k.id))),
-                );
+                q = q.filter(row_cmp_time("created_at", "<", at, k.id));
             }
             q.order((titles::created_at.desc(), titles::id.desc()))
         }
@@ -159,11 +152,7 @@ pub async fn page(
                 && let Some(n) = k.as_int()
             {
                 let n = i32::try_from(n).unwrap_or(i32::MAX);
-                q = q.filter(
-                    titles::review_count
-                        .lt(n)
-                        .or(titles::review_count.eq(n).and(titles::id.lt(k.id))),
-                );
+                q = q.filter(row_cmp_int("review_count", "<", n, k.id));
             }
             q.order((titles::review_count.desc(), titles::id.desc()))
         }

@@ -397,7 +397,7 @@ fn hit(app: &App, entry: Entry, scope: &Scope, started: Instant) -> Executed {
     let headers = entry_headers(&entry, scope);
     Executed {
         status: StatusCode::OK,
-        body: entry.body.into(),
+        body: entry.body,
         headers,
         x_cache: "HIT",
     }
