@@ -7,12 +7,13 @@ use crate::{
     cache::{Cache, flight::Flights},
     config::Config,
     db::Db,
+    feed::{Feed, FeedTask},
     graphql::{
         batch::Batcher,
         loader::DbLoader,
         schema::{AppSchema, schema_builder},
     },
-    http::graphql::Executed,
+    http::{graphql::Executed, ws::Sockets},
 };
 
 /// Services shared by all requests of one instance (schema data).
@@ -27,6 +28,10 @@ pub struct Services {
     pub auth: Auth,
     /// Query cache, rate limits, persisted queries.
     pub cache: Cache,
+    /// The change feed's hub: new reviews for subscribers, listener status.
+    pub feed: Feed,
+    /// Open WebSocket connections: their cap and their shutdown.
+    pub sockets: Sockets,
 }
 
 /// One server instance: its services and its schema.
@@ -52,6 +57,8 @@ impl App {
             loader,
             auth,
             cache,
+            feed: Feed::default(),
+            sockets: Sockets::new(config.ws_max_connections),
         });
         let schema = schema_builder(&config).data(services.clone()).finish();
         Self {
@@ -59,5 +66,12 @@ impl App {
             schema,
             flights: Arc::new(Flights::default()),
         }
+    }
+
+    /// Starts this instance's change-feed listener (cache invalidation for
+    /// writes made anywhere, and `reviewAdded`). `serve` starts it; tests
+    /// that need it call this.
+    pub fn start_feed(&self) -> FeedTask {
+        crate::feed::spawn(self.services.clone())
     }
 }

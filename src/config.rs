@@ -71,6 +71,16 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "Postgres statement_timeout of API connections",
     ),
     (
+        "WS_MAX_CONNECTIONS",
+        "1000",
+        "open WebSocket (subscription) connections per instance; more are refused with 503; 0 turns subscriptions off",
+    ),
+    (
+        "WS_PING_INTERVAL_SECS",
+        "15",
+        "idle WebSocket connections are pinged this often; one that stays silent for two intervals is closed",
+    ),
+    (
         "CORS_ALLOWED_ORIGINS",
         "*",
         "comma-separated origins allowed by CORS, or `*`",
@@ -123,6 +133,10 @@ pub struct Config {
     pub db_timeout: Duration,
     /// Statement timeout on API connections.
     pub db_statement_timeout: Duration,
+    /// Cap on open WebSocket connections; 0 refuses them all.
+    pub ws_max_connections: usize,
+    /// Keepalive ping interval of WebSocket connections.
+    pub ws_ping_interval: Duration,
     /// CORS origins; empty means any.
     pub cors_allowed_origins: Vec<String>,
     /// Whether introspection queries are answered.
@@ -212,6 +226,10 @@ impl Config {
         if pool == 0 || pool > 1000 {
             bail!("DATABASE_POOL_SIZE={pool} must be between 1 and 1000");
         }
+        let ws_max = num("WS_MAX_CONNECTIONS")?;
+        if ws_max > 1_000_000 {
+            bail!("WS_MAX_CONNECTIONS={ws_max} must be at most 1000000");
+        }
         Ok(Self {
             database_url,
             redis_url,
@@ -227,6 +245,8 @@ impl Config {
             db_pool_size: pool as u32,
             db_timeout: Duration::from_millis(num("DATABASE_TIMEOUT_MS")?.max(1)),
             db_statement_timeout: Duration::from_millis(num("DATABASE_STATEMENT_TIMEOUT_MS")?),
+            ws_max_connections: ws_max as usize,
+            ws_ping_interval: Duration::from_secs(num("WS_PING_INTERVAL_SECS")?.max(1)),
             cors_allowed_origins,
             introspection: boolean("GRAPHQL_INTROSPECTION")?,
             max_depth: num("GRAPHQL_MAX_DEPTH")? as usize,

@@ -40,6 +40,12 @@ pub enum AppError {
         /// Seconds until a write will be accepted again.
         retry_after_secs: u64,
     },
+    /// A subscriber fell too far behind the live feed and its subscription
+    /// was ended (`SUBSCRIPTION_LAGGED`); subscribe again and refetch.
+    Lagged {
+        /// Events it missed.
+        missed: u64,
+    },
     /// Postgres is unreachable or the pool is exhausted (`SERVICE_UNAVAILABLE`).
     Unavailable(String),
     /// A bug or an unexpected failure (`INTERNAL_SERVER_ERROR`); the text is logged, not shown.
@@ -67,6 +73,9 @@ impl AppError {
             Self::RateLimited { retry_after_secs } => {
                 format!("rate limit exceeded; retry in {retry_after_secs} s")
             }
+            Self::Lagged { missed } => format!(
+                "this subscription fell behind by {missed} events and was ended; subscribe again and refetch"
+            ),
             Self::Internal(_) => "internal error".into(),
         }
     }
@@ -80,6 +89,7 @@ impl AppError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
             Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::Lagged { .. } => "SUBSCRIPTION_LAGGED",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
@@ -203,6 +213,12 @@ impl From<AppError> for async_graphql::Error {
                     e.set("code", code);
                     e.set("retryAfter", retry_after_secs);
                 }),
+            AppError::Lagged { missed } => {
+                async_graphql::Error::new(err.message()).extend_with(|_, e| {
+                    e.set("code", code);
+                    e.set("missed", missed);
+                })
+            }
             other => {
                 async_graphql::Error::new(other.message()).extend_with(|_, e| e.set("code", code))
             }

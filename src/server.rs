@@ -119,11 +119,26 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr} (set LISTEN_ADDR to another address:port)"))?;
-    tracing::info!("listening on http://{addr}/ (GraphiQL), POST http://{addr}/graphql");
-    axum::serve(listener, crate::http::router(app))
-        .with_graceful_shutdown(shutdown_signal())
+    tracing::info!(
+        "listening on http://{addr}/ (GraphiQL), POST http://{addr}/graphql, subscriptions at ws://{addr}/graphql"
+    );
+    let feed = app.start_feed();
+    let closing = app.clone();
+    axum::serve(listener, crate::http::router(app.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // upgraded sockets are not HTTP requests: axum does not wait for them
+            closing.services.sockets.close_all();
+        })
         .await
         .context("serving HTTP")?;
+    if !app.services.sockets.closed(Duration::from_secs(5)).await {
+        tracing::warn!(
+            open = app.services.sockets.open(),
+            "WebSocket connections still open after 5 s; exiting anyway"
+        );
+    }
+    feed.stop().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -57,6 +57,9 @@ pub struct RequestState {
     min_ttl: AtomicU64,
     /// What the result depends on.
     tags: Mutex<BTreeSet<String>>,
+    /// No tags are kept: a subscription's results are never cached, and its
+    /// state lives as long as the connection (tags would pile up per event).
+    untracked: bool,
 }
 
 impl RequestState {
@@ -67,11 +70,27 @@ impl RequestState {
             private: AtomicBool::new(false),
             min_ttl: AtomicU64::new(u64::MAX),
             tags: Mutex::new(BTreeSet::new()),
+            untracked: false,
+        })
+    }
+
+    /// State of a WebSocket connection's subscriptions by `viewer`: nothing
+    /// they read is cached, so no tags are collected.
+    pub fn untracked(viewer: Viewer) -> Arc<Self> {
+        Arc::new(Self {
+            viewer,
+            private: AtomicBool::new(false),
+            min_ttl: AtomicU64::new(u64::MAX),
+            tags: Mutex::new(BTreeSet::new()),
+            untracked: true,
         })
     }
 
     /// Records a dependency with its freshness.
     pub fn tag(&self, tag: String, ttl: u64) {
+        if self.untracked {
+            return;
+        }
         self.min_ttl.fetch_min(ttl, Ordering::Relaxed);
         if let Ok(mut tags) = self.tags.lock() {
             tags.insert(tag);

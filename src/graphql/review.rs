@@ -1,15 +1,16 @@
 //! Reviews: the `Review` type, `ReviewQuery` (review, feed, homeFeed) and
-//! `ReviewMutation` (create, update, delete).
+//! `ReviewMutation` (create, update, delete), `ReviewSubscription` (reviewAdded).
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, Subscription};
 use diesel_async::AsyncConnection;
+use futures::{Stream, StreamExt};
 
 use super::{
     comment::Comment,
     connection::{CommentConnection, ReviewConnection, Total, decode_after, page_size},
     context::{ContextExt, load_review, load_title, load_user, must_exist, ttl},
     cost, ids,
-    loader::{ReviewCommentsKey, ViewerLikedKey},
+    loader::{ReviewCommentsKey, ReviewKey, ViewerLikedKey},
     scalars::DateTime,
     title::Title,
     user::User,
@@ -24,6 +25,7 @@ use crate::{
         reviews::{NewReview, ReviewPatch, ReviewRow, ReviewSort},
     },
     error::{AppError, AppResult},
+    feed::Lagged,
 };
 
 /// Orders of a title's reviews.
@@ -392,4 +394,47 @@ async fn delete(ctx: &Context<'_>, id: &ID) -> AppResult<ID> {
         .invalidate(&tags::review_written(row.id, row.title_id, row.author_id))
         .await;
     Ok(ids::to_global("Review", row.id))
+}
+
+/// Live review events, over WebSocket (graphql-transport-ws) at `/graphql`.
+#[derive(Default)]
+pub struct ReviewSubscription;
+
+#[Subscription]
+impl ReviewSubscription {
+    /// A review was created, on any title or on the given one.
+    async fn review_added(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Global id of a title: only its new reviews. All titles when omitted.")]
+        title_id: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<Review>>> {
+        let title = match &title_id {
+            Some(id) => {
+                let id = ids::require(id, "Title", "titleId")?;
+                must_exist(load_title(ctx, id).await?, "title", id)?;
+                Some(id)
+            }
+            None => None,
+        };
+        let services = ctx.services()?.clone();
+        let events = services.feed.reviews_added(title);
+        Ok(events.filter_map(move |event| {
+            let services = services.clone();
+            async move {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(Lagged { missed }) => return Some(Err(AppError::Lagged { missed }.into())),
+                };
+                // through the shared loader: a review announced to many
+                // subscribers at once is read in one batch
+                match services.loader.load_one(ReviewKey(event.review_id)).await {
+                    Ok(Some(row)) => Some(Ok(Review(row))),
+                    // deleted again before it could be read
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e.into())),
+                }
+            }
+        }))
+    }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    EmptySubscription, ErrorExtensionValues, MergedObject, Schema, SchemaBuilder, ServerError,
+    ErrorExtensionValues, MergedObject, MergedSubscription, Schema, SchemaBuilder, ServerError,
     ServerResult, Variables,
     async_trait::async_trait,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
@@ -15,7 +15,7 @@ use super::{
     comment::CommentMutation,
     like::LikeMutation,
     node::NodeQuery,
-    review::{ReviewMutation, ReviewQuery},
+    review::{ReviewMutation, ReviewQuery, ReviewSubscription},
     title::{TitleMutation, TitleQuery},
     user::{FollowMutation, UserMutation, UserQuery},
 };
@@ -38,19 +38,22 @@ pub struct MutationRoot(
     FollowMutation,
 );
 
+/// Live events, over WebSocket at `/graphql` (graphql-transport-ws protocol).
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(ReviewSubscription);
+
 /// The executable schema type.
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Registers types and limits; attach services with `.data(..)` before `finish()`.
-pub fn schema_builder(
-    config: &Config,
-) -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+pub fn schema_builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     // depth and complexity (see `cost`) are checked while validating the
     // document, before any resolver runs
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .limit_depth(config.max_depth)
     .limit_complexity(config.max_complexity)

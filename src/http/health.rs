@@ -1,5 +1,7 @@
 //! Liveness and readiness.
 
+use std::fmt::Write;
+
 use axum::{extract::State, http::StatusCode};
 
 use crate::app::App;
@@ -21,10 +23,16 @@ pub async fn readyz(State(app): State<App>) -> (StatusCode, &'static str) {
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(app): State<App>) -> impl axum::response::IntoResponse {
     let s = &app.services;
-    let body = s
+    let mut body = s
         .cache
         .metrics
         .render(s.db.statements(), s.cache.circuit_state());
+    s.feed.render_metrics(&mut body);
+    let _ = writeln!(
+        body,
+        "# HELP nexora_websocket_connections Open WebSocket connections\n# TYPE nexora_websocket_connections gauge\nnexora_websocket_connections {}",
+        s.sockets.open()
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -1,10 +1,12 @@
-//! HTTP layer: routes, request ids and tracing spans, CORS, body limits.
+//! HTTP layer: routes, request ids and tracing spans, CORS, body limits, and
+//! WebSocket subscriptions.
 
 pub mod graphql;
 pub mod health;
 pub mod ide;
 pub mod order;
 pub mod request;
+pub mod ws;
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -126,7 +128,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(ide::graphiql))
         .route("/playground", get(ide::playground))
-        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphql", get(ws::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -2,6 +2,7 @@
 //! real Postgres (its own database) and Redis (its own key prefix).
 
 mod cache;
+mod feed;
 mod guardrails;
 mod http;
 mod read_api;

@@ -1,0 +1,374 @@
+//! GraphQL subscriptions over WebSocket at `/graphql` (a GET with
+//! `Upgrade: websocket`), speaking graphql-transport-ws (graphql-ws, Apollo
+//! Client, urql, GraphiQL) and, for GraphQL Playground, the legacy
+//! subscriptions-transport-ws.
+//!
+//! - Auth: `Authorization: Bearer …` in the `connection_init` payload (or, for
+//!   non-browser clients, on the upgrade request), with the HTTP rules: absent
+//!   is anonymous, anything invalid closes the socket with 4403.
+//! - At most `WS_MAX_CONNECTIONS` sockets per instance; more get a 503 before
+//!   upgrading.
+//! - Every `WS_PING_INTERVAL_SECS` the server pings (graphql-transport-ws
+//!   `ping`, answered by the client's `pong`; `ka` for the legacy protocol). A
+//!   graphql-transport-ws client silent for two intervals is closed (3008).
+//! - A client that does not read is dropped once a write has waited
+//!   [`SEND_TIMEOUT`]; subscriptions never wait for it (see [`crate::feed`]).
+//! - On shutdown every socket is closed with 1001 (going away), and the server
+//!   waits for them.
+
+use std::{
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_graphql::{
+    Data,
+    http::{WebSocket as GqlWebSocket, WebSocketProtocols, WsMessage},
+};
+use axum::{
+    body::Bytes,
+    extract::{
+        FromRequestParts, RawQuery, Request, State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, WebSocket},
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use futures::{SinkExt, StreamExt, future::ready};
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{MAX_BODY_BYTES, REQUEST_ID};
+use crate::{
+    app::App,
+    auth::Auth,
+    error::{AppError, AppResult},
+    graphql::context::{RequestState, Viewer},
+};
+
+/// How long one write to a client may wait before the client is dropped.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest close reason a close frame can carry.
+const MAX_REASON_BYTES: usize = 123;
+
+/// The open WebSocket connections of an instance: the cap, and the signal
+/// that closes them all.
+pub struct Sockets {
+    permits: Arc<Semaphore>,
+    max: usize,
+    closing: CancellationToken,
+}
+
+impl Sockets {
+    /// Room for `max` connections.
+    pub fn new(max: usize) -> Self {
+        let max = max.min(Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+            closing: CancellationToken::new(),
+        }
+    }
+
+    /// Connections open right now.
+    pub fn open(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+
+    /// Refuses new connections and closes the open ones (1001, going away).
+    pub fn close_all(&self) {
+        self.closing.cancel();
+    }
+
+    /// Waits until every connection has closed; false if some are still open
+    /// after `within`.
+    pub async fn closed(&self, within: Duration) -> bool {
+        let Ok(all) = u32::try_from(self.max) else {
+            return self.open() == 0;
+        };
+        matches!(
+            tokio::time::timeout(within, self.permits.acquire_many(all)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+/// `GET /graphql`: a WebSocket upgrade, or a query over HTTP.
+pub async fn get(State(app): State<App>, req: Request) -> Response {
+    let (mut parts, _body) = req.into_parts();
+    let upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        let raw = parts.uri.query().map(str::to_owned);
+        return super::graphql::get(State(app), parts.headers, RawQuery(raw)).await;
+    }
+    let Some(protocol) = requested_protocol(&parts.headers) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "subscriptions speak graphql-transport-ws: send `Sec-WebSocket-Protocol: graphql-transport-ws`",
+        );
+    };
+    let sockets = &app.services.sockets;
+    if sockets.closing.is_cancelled() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "this instance is shutting down; reconnect",
+        );
+    }
+    let Ok(permit) = sockets.permits.clone().try_acquire_owned() else {
+        let mut res = refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "this instance has no room for another WebSocket connection; retry shortly",
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return res;
+    };
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    // browsers cannot set it, but other clients may authenticate the upgrade
+    let header_auth = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let request_id = super::current_request_id();
+    let span = tracing::info_span!(
+        "ws",
+        request_id = %request_id,
+        protocol = protocol.sec_websocket_protocol()
+    );
+    ws.protocols([protocol.sec_websocket_protocol()])
+        .max_message_size(MAX_BODY_BYTES)
+        .max_frame_size(MAX_BODY_BYTES)
+        .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            REQUEST_ID.scope(
+                request_id,
+                serve(socket, app, protocol, header_auth, permit).instrument(span),
+            )
+        })
+}
+
+/// The first GraphQL protocol the client offers.
+fn requested_protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| WebSocketProtocols::from_str(p.trim()).ok())
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The viewer named by a `connection_init` payload (or the upgrade's
+/// `Authorization` header when the payload names none).
+fn viewer_from_init(auth: &Auth, payload: &Value, header: Option<&str>) -> AppResult<Viewer> {
+    let in_payload = payload.as_object().and_then(|fields| {
+        fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v)
+    });
+    let value = match in_payload {
+        Some(Value::String(s)) => Some(s.as_str()),
+        None | Some(Value::Null) => header,
+        Some(_) => {
+            return Err(AppError::Unauthenticated(
+                "`Authorization` in connection_init must be the string `Bearer <token>`".into(),
+            ));
+        }
+    };
+    match value {
+        None => Ok(Viewer::default()),
+        Some(v) => auth.from_header(v).map(|id| Viewer { user_id: Some(id) }),
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(MAX_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    }))
+}
+
+/// One connection, from upgrade to close.
+async fn serve(
+    socket: WebSocket,
+    app: App,
+    protocol: WebSocketProtocols,
+    header_auth: Option<String>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let services = app.services.clone();
+    let ping_every = services.config.ws_ping_interval;
+    let closing = services.sockets.closing.clone();
+    let (mut sink, mut source) = socket.split();
+    // why connection_init was refused, for the close frame
+    let refused: Arc<Mutex<Option<String>>> = Arc::default();
+    let on_init = {
+        let services = services.clone();
+        let refused = refused.clone();
+        move |payload: Value| async move {
+            match viewer_from_init(&services.auth, &payload, header_auth.as_deref()) {
+                Ok(viewer) => {
+                    let mut data = Data::default();
+                    data.insert(RequestState::untracked(viewer));
+                    Ok(data)
+                }
+                Err(e) => {
+                    let why = format!("{}: {}", e.code(), e.message());
+                    if let Ok(mut slot) = refused.lock() {
+                        *slot = Some(why.clone());
+                    }
+                    Err(async_graphql::Error::new(why))
+                }
+            }
+        }
+    };
+    tracing::debug!("WebSocket connection opened");
+    let mut we_closed = false;
+    {
+        let input = (&mut source)
+            .take_while(|m| ready(m.is_ok()))
+            .filter_map(|m| {
+                ready(match m {
+                    Ok(Message::Text(text)) => Some(Bytes::from(text)),
+                    Ok(Message::Binary(bytes)) => Some(bytes),
+                    _ => None,
+                })
+            });
+        let keepalive = (protocol == WebSocketProtocols::GraphQLWS).then(|| ping_every * 2);
+        let mut gql = GqlWebSocket::new(app.schema.clone(), input, protocol)
+            .on_connection_init(on_init)
+            .keepalive_timeout(keepalive);
+        let ping = match protocol {
+            WebSocketProtocols::GraphQLWS => r#"{"type":"ping"}"#,
+            WebSocketProtocols::SubscriptionsTransportWS => r#"{"type":"ka"}"#,
+        };
+        let mut pings =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let out = tokio::select! {
+                biased;
+                () = closing.cancelled() => close(1001, "server shutting down"),
+                msg = gql.next() => match msg {
+                    Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                    Some(WsMessage::Close(code, reason)) => {
+                        let why = refused.lock().ok().and_then(|mut s| s.take());
+                        match why {
+                            // the graphql-transport-ws code for a refused connection_init
+                            Some(why) if code == 1002 => close(4403, &why),
+                            _ => close(code, &reason),
+                        }
+                    }
+                    // the client left, or (legacy protocol) was refused
+                    None => break,
+                },
+                _ = pings.tick() => Message::Text(ping.into()),
+            };
+            let last = matches!(out, Message::Close(_));
+            match tokio::time::timeout(SEND_TIMEOUT, sink.send(out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "WebSocket write failed; dropping the connection");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!("WebSocket client stopped reading; dropping the connection");
+                    return;
+                }
+            }
+            if last {
+                we_closed = true;
+                break;
+            }
+        }
+    }
+    if we_closed {
+        // the closing handshake: read until the client's close frame
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            while let Some(Ok(_)) = source.next().await {}
+        })
+        .await;
+    } else {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+    }
+    tracing::debug!("WebSocket connection closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn init_payload_auth_follows_the_http_rules() {
+        let auth = Auth::new(b"test-secret-test-secret-test-sec", Duration::from_secs(60));
+        let token = auth.issue(7).expect("token");
+        let bearer = format!("Bearer {token}");
+        let viewer = |payload: Value, header: Option<&str>| {
+            viewer_from_init(&auth, &payload, header).map(|v| v.user_id)
+        };
+        assert_eq!(
+            viewer(json!({ "Authorization": bearer }), None),
+            Ok(Some(7))
+        );
+        assert_eq!(
+            viewer(json!({ "authorization": bearer }), None),
+            Ok(Some(7))
+        );
+        assert_eq!(viewer(json!({}), None), Ok(None));
+        assert_eq!(viewer(Value::Null, None), Ok(None));
+        assert_eq!(
+            viewer(json!({ "Authorization": null }), Some(&bearer)),
+            Ok(Some(7))
+        );
+        for bad in [
+            json!({ "Authorization": "Bearer nope" }),
+            json!({ "Authorization": token }),
+            json!({ "Authorization": 42 }),
+        ] {
+            let err = viewer(bad.clone(), None).expect_err("refused");
+            assert_eq!(err.code(), "UNAUTHENTICATED", "{bad}");
+        }
+        // the payload wins over the upgrade's header
+        assert!(viewer(json!({ "Authorization": "Bearer nope" }), Some(&bearer)).is_err());
+    }
+
+    #[test]
+    fn close_reasons_fit_a_frame() {
+        let Message::Close(Some(frame)) = close(4403, &"é".repeat(100)) else {
+            panic!("not a close frame");
+        };
+        assert!(frame.reason.as_str().len() <= MAX_REASON_BYTES);
+    }
+}
