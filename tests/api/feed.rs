@@ -651,3 +651,48 @@ async fn graphql_playground_legacy_protocol_works_too() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_created_through_one_instance_reaches_subscribers_of_the_other() {
+    let t = TestApp::new().await;
+    let a = Live::start(t.app.clone()).await;
+    let b = Live::start(another_instance(&t).await).await;
+    let mut c = t.conn().await;
+    let writer = fx::user(&mut c, "writer").await;
+    let (film, other) = (
+        fx::title(&mut c, "Subscribed").await,
+        fx::title(&mut c, "Ignored").await,
+    );
+    let mut on_a = a.subscriber(json!({})).await;
+    a.subscribe(&mut on_a, "film", Some(&gid("Title", film)))
+        .await;
+    let mut elsewhere = a.subscriber(json!({})).await;
+    a.subscribe(&mut elsewhere, "other", Some(&gid("Title", other)))
+        .await;
+
+    // the mutation goes through instance B, signed in
+    let token = t.token(writer);
+    let res = b
+        .http
+        .post(format!("http://{}/graphql", b.addr))
+        .bearer_auth(&token)
+        .json(&json!({
+            "query": "mutation($t: ID!) { createReview(input: { titleId: $t, rating: 9, body: \"live!\" }) { id } }",
+            "variables": { "t": gid("Title", film) },
+        }))
+        .send()
+        .await
+        .expect("request");
+    let created: Value = res.json().await.expect("json");
+    let id = created["data"]["createReview"]["id"].clone();
+    assert!(id.is_string(), "{created}");
+    let sent = Instant::now();
+    let got = next_review(&mut on_a, WITHIN).await;
+    assert_eq!(got["id"], id);
+    assert_eq!(got["body"], "live!");
+    assert!(sent.elapsed() < WITHIN);
+    assert!(matches!(
+        next(&mut elsewhere, Duration::from_millis(300)).await,
+        Got::Nothing
+    ));
+}
