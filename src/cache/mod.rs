@@ -308,49 +308,49 @@ impl Cache {
     /// Looks up a request hash. On a miss, tries to take the fill lock when
     /// `lock` (so concurrent instances compute a result once).
     pub async fn lookup(&self, hash: &str, lock: bool) -> (Lookup, String) {
-        let token = self.token();
         if !self.query_cache {
-            return (Lookup::Bypass, token);
+            return (Lookup::Bypass, String::new());
         }
         let px = if lock { LOCK_PX } else { 0 };
+        if let Backend::Redis(r) = &self.backend {
+            if !self.usable(r).await {
+                return (Lookup::Bypass, String::new());
+            }
+            // a copy validated at the generation read just now needs no script
+            if self.near.holds(hash)
+                && let Some(generation) = self.generation.current().await
+                && let Some(near) = self.near.get(hash, generation)
+            {
+                let entry = Entry {
+                    body: near.body,
+                    etag: near.etag,
+                    fresh_until_ms: near.fresh_until_ms,
+                };
+                return (Lookup::Hit(entry), String::new());
+            }
+        }
+        let token = self.token();
         let found = match &self.backend {
             Backend::Memory(m) => m.lookup(hash, now_ms(), &token, px),
-            Backend::Redis(r) => {
-                if !self.usable(r).await {
+            Backend::Redis(r) => match r.lookup(hash, now_ms(), &token, px, &self.prefix).await {
+                Ok(f) => {
+                    self.succeeded();
+                    if let Found::Fresh(e, generation) = &f {
+                        let near = NearEntry {
+                            body: e.body.clone(),
+                            etag: e.etag.clone(),
+                            fresh_until_ms: e.fresh_until_ms,
+                            generation: *generation,
+                        };
+                        self.near.put(hash, near);
+                    }
+                    f
+                }
+                Err(e) => {
+                    self.failed("lookup", &e);
                     return (Lookup::Bypass, token);
                 }
-                // a copy validated at the generation read just now needs no script
-                if self.near.holds(hash)
-                    && let Some(generation) = self.generation.current().await
-                    && let Some(near) = self.near.get(hash, generation)
-                {
-                    let entry = Entry {
-                        body: near.body,
-                        etag: near.etag,
-                        fresh_until_ms: near.fresh_until_ms,
-                    };
-                    return (Lookup::Hit(entry), token);
-                }
-                match r.lookup(hash, now_ms(), &token, px, &self.prefix).await {
-                    Ok(f) => {
-                        self.succeeded();
-                        if let Found::Fresh(e, generation) = &f {
-                            let near = NearEntry {
-                                body: e.body.clone(),
-                                etag: e.etag.clone(),
-                                fresh_until_ms: e.fresh_until_ms,
-                                generation: *generation,
-                            };
-                            self.near.put(hash, near);
-                        }
-                        f
-                    }
-                    Err(e) => {
-                        self.failed("lookup", &e);
-                        return (Lookup::Bypass, token);
-                    }
-                }
-            }
+            },
         };
         let lookup = match found {
             Found::Fresh(e, _) => Lookup::Hit(e),

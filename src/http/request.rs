@@ -52,23 +52,31 @@ pub fn read_post(headers: &HeaderMap, body: &[u8]) -> Result<Body, ReadError> {
         .to_ascii_lowercase();
     match ctype.as_str() {
         "application/json" | "application/graphql-response+json" | "" => {
-            let value: serde_json::Value = serde_json::from_slice(body)
-                .map_err(|e| ReadError::Malformed(format!("the body is not valid JSON: {e}")))?;
-            match value {
-                serde_json::Value::Array(items) => {
-                    if items.is_empty() || items.len() > 20 {
-                        return Err(ReadError::Malformed(
-                            "a batch holds 1 to 20 operations".into(),
-                        ));
-                    }
-                    items
-                        .into_iter()
-                        .map(parse_input)
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(Body::Batch)
+            let first = body.iter().find(|b| !b.is_ascii_whitespace());
+            if first == Some(&b'[') {
+                let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
+                    ReadError::Malformed(format!("the body is not valid JSON: {e}"))
+                })?;
+                if items.is_empty() || items.len() > 20 {
+                    return Err(ReadError::Malformed(
+                        "a batch holds 1 to 20 operations".into(),
+                    ));
                 }
-                other => parse_input(other).map(Body::Single),
+                return items
+                    .into_iter()
+                    .map(parse_input)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Body::Batch);
             }
+            if first != Some(&b'{') {
+                return Err(ReadError::Malformed(
+                    "the body must be a JSON object with a `query` (or an array of them)".into(),
+                ));
+            }
+            // one pass straight into the request type (the hot path of every hit)
+            serde_json::from_slice::<GqlInput>(body)
+                .map(Body::Single)
+                .map_err(|e| ReadError::Malformed(format!("bad request body: {e}")))
         }
         "application/graphql" => {
             let query = String::from_utf8(body.to_vec())
