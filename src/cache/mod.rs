@@ -215,16 +215,6 @@ impl Cache {
             // a reconnect may follow a Redis restart that restored old data or
             // lost invalidations: treat every reconnect as a possible gap
             r.on_reconnect(dirty.clone());
-            let (reader, redis, prefix) = (
-                generation.clone(),
-                r.clone(),
-                config.redis_key_prefix.clone(),
-            );
-            tokio::spawn(async move {
-                reader
-                    .run(|| async { redis.generation(&prefix).await.ok() })
-                    .await;
-            });
         }
         Self {
             backend,
@@ -318,7 +308,10 @@ impl Cache {
             }
             // a copy validated at the generation read just now needs no script
             if self.near.holds(hash)
-                && let Some(generation) = self.generation.current().await
+                && let Some(generation) = self
+                    .generation
+                    .current(|| async { r.generation(&self.prefix).await.ok() })
+                    .await
                 && let Some(near) = self.near.get(hash, generation)
             {
                 let entry = Entry {

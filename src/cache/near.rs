@@ -19,7 +19,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::now_ms;
 
@@ -109,10 +109,12 @@ impl NearCache {
 /// `None` value when the fetch failed.
 type Published = (u64, Option<u64>);
 
-/// Coalesces generation reads: every caller gets a value read after it asked.
+/// Coalesces generation reads: every caller gets a value read after it
+/// asked. The first caller that finds no read in flight performs it itself
+/// (no extra task hop); the others wait for its value.
 pub struct GenerationReader {
     requested: AtomicU64,
-    wake: Notify,
+    in_flight: std::sync::atomic::AtomicBool,
     published: watch::Sender<Published>,
 }
 
@@ -121,24 +123,51 @@ impl Default for GenerationReader {
         let (published, _) = watch::channel((0, None));
         Self {
             requested: AtomicU64::new(0),
-            wake: Notify::new(),
+            in_flight: std::sync::atomic::AtomicBool::new(false),
             published,
         }
     }
 }
 
+/// Clears the in-flight flag even if the reading request is cancelled, and
+/// wakes the waiters so one of them takes over.
+struct FetchGuard<'a>(&'a GenerationReader);
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.store(false, Ordering::Release);
+        self.0.published.send_modify(|_| {});
+    }
+}
+
 impl GenerationReader {
     /// A value of the counter read after this call began; `None` if the read
-    /// failed (the caller then takes the normal lookup path).
-    pub async fn current(&self) -> Option<u64> {
+    /// failed or took too long (the caller then takes the normal lookup path).
+    pub async fn current<F, Fut>(&self, fetch: F) -> Option<u64>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Option<u64>>,
+    {
         let ticket = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
         let mut rx = self.published.subscribe();
-        self.wake.notify_one();
         let wait = async {
             loop {
                 let (covered, value) = *rx.borrow_and_update();
                 if covered >= ticket {
                     return value;
+                }
+                if !self.in_flight.swap(true, Ordering::AcqRel) {
+                    let guard = FetchGuard(self);
+                    // every ticket issued so far is covered by a read starting now
+                    let target = self.requested.load(Ordering::Acquire);
+                    let value = fetch().await;
+                    self.published.send_modify(|p| {
+                        if target > p.0 {
+                            *p = (target, value);
+                        }
+                    });
+                    drop(guard);
+                    continue;
                 }
                 if rx.changed().await.is_err() {
                     return None;
@@ -150,26 +179,6 @@ impl GenerationReader {
             .ok()
             .flatten()
     }
-
-    /// The fetch loop: one read in flight, each covering every ticket issued
-    /// before it started. Runs for the life of the cache.
-    pub async fn run<F, Fut>(&self, fetch: F)
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Option<u64>>,
-    {
-        let mut done = 0u64;
-        loop {
-            let target = self.requested.load(Ordering::Acquire);
-            if target == done {
-                self.wake.notified().await;
-                continue;
-            }
-            let value = fetch().await;
-            done = target;
-            self.published.send_replace((target, value));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -177,18 +186,51 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reader_only_accepts_values_fetched_after_it_asked() {
         let reader = Arc::new(GenerationReader::default());
         let counter = Arc::new(AtomicU64::new(5));
-        let (r, c) = (reader.clone(), counter.clone());
-        tokio::spawn(async move { r.run(|| async { Some(c.load(Ordering::SeqCst)) }).await });
-        assert_eq!(reader.current().await, Some(5));
+        let fetches = Arc::new(AtomicU64::new(0));
+        let fetch = || {
+            let (c, f) = (counter.clone(), fetches.clone());
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                Some(c.load(Ordering::SeqCst))
+            }
+        };
+        assert_eq!(reader.current(fetch).await, Some(5));
         counter.store(6, Ordering::SeqCst);
         assert_eq!(
-            reader.current().await,
+            reader.current(fetch).await,
             Some(6),
             "a value read before the change is never reused"
+        );
+        // concurrent callers share reads
+        let before = fetches.load(Ordering::SeqCst);
+        let all = futures::future::join_all((0..50).map(|_| reader.current(fetch))).await;
+        assert!(all.iter().all(|v| *v == Some(6)));
+        assert!(
+            fetches.load(Ordering::SeqCst) - before < 50,
+            "reads are shared"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_reader_hands_over() {
+        let reader = GenerationReader::default();
+        let stuck = reader.current(std::future::pending::<Option<u64>>);
+        assert_eq!(
+            tokio::time::timeout(std::time::Duration::from_millis(20), stuck)
+                .await
+                .ok()
+                .flatten(),
+            None
+        );
+        assert_eq!(
+            reader.current(|| async { Some(9) }).await,
+            Some(9),
+            "the next caller reads again"
         );
     }
 

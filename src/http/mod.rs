@@ -73,7 +73,7 @@ async fn request_context(req: Request, next: Next) -> Response {
         path = %req.uri().path(),
         status = tracing::field::Empty,
         cache.status = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
+        duration_us = tracing::field::Empty,
     );
     let started = Instant::now();
     let mut res = REQUEST_ID
@@ -81,7 +81,7 @@ async fn request_context(req: Request, next: Next) -> Response {
         .await;
     let status = res.status().as_u16();
     span.record("status", status);
-    span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
+    span.record("duration_us", started.elapsed().as_micros() as u64);
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!("request failed");
