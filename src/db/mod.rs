@@ -11,6 +11,7 @@ pub mod follows;
 pub mod likes;
 pub mod page;
 pub mod reviews;
+pub mod row;
 pub mod schema;
 pub mod titles;
 pub mod users;

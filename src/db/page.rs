@@ -106,28 +106,3 @@ where
             .await
     }
 }
-
-/// A filter usable on any table's boxed query.
-pub type Filter<QS> = Box<dyn diesel::BoxableExpression<QS, Pg, SqlType = diesel::sql_types::Bool>>;
-
-macro_rules! row_cmp_fn {
-    ($name:ident, $value:ty, $sql:ty) => {
-        /// `(col, id) <op> ($value, $id)` as one row comparison. Postgres turns
-        /// it into an index range; the equivalent `a < x OR (a = x AND id < y)`
-        /// makes it scan from the top of the index and filter (32 ms instead
-        /// of 0.2 ms for a cursor mid-way through 100k reviews).
-        pub fn $name<QS: 'static>(col: &str, op: &str, value: $value, id: i64) -> Filter<QS> {
-            Box::new(
-                diesel::dsl::sql::<diesel::sql_types::Bool>(&format!("({col}, id) {op} ("))
-                    .bind::<$sql, _>(value)
-                    .sql(", ")
-                    .bind::<BigInt, _>(id)
-                    .sql(")"),
-            )
-        }
-    };
-}
-
-row_cmp_fn!(row_cmp_time, DateTime<Utc>, Timestamptz);
-row_cmp_fn!(row_cmp_int, i32, diesel::sql_types::Integer);
-row_cmp_fn!(row_cmp_text, String, diesel::sql_types::Text);

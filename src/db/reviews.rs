@@ -1,12 +1,16 @@
 //! Reviews: rows and queries (feeds, per-title and per-author pages, writes).
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Timestamptz},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{
     cursor::Keyset,
-    page::{LateralOrder, PageKey, lateral, row_cmp_time},
+    page::{LateralOrder, PageKey, lateral},
+    row::RowLt,
     schema::{follows, platform_counters, reviews, users},
 };
 
@@ -86,7 +90,12 @@ pub async fn feed_page(
     if let Some(k) = after
         && let Some(at) = k.as_time()
     {
-        q = q.filter(row_cmp_time("created_at", "<", at, k.id));
+        q = q.filter(RowLt::new(
+            reviews::created_at,
+            reviews::id,
+            at.into_sql::<Timestamptz>(),
+            k.id.into_sql::<BigInt>(),
+        ));
     }
     q.order((reviews::created_at.desc(), reviews::id.desc()))
         .limit(limit)
@@ -120,7 +129,12 @@ pub async fn home_feed_page(
     if let Some(k) = after
         && let Some(at) = k.as_time()
     {
-        q = q.filter(row_cmp_time("created_at", "<", at, k.id));
+        q = q.filter(RowLt::new(
+            reviews::created_at,
+            reviews::id,
+            at.into_sql::<Timestamptz>(),
+            k.id.into_sql::<BigInt>(),
+        ));
     }
     q.order((reviews::created_at.desc(), reviews::id.desc()))
         .limit(limit)

@@ -4,13 +4,13 @@ use chrono::{DateTime, Utc};
 use diesel::{
     pg::Pg,
     prelude::*,
-    sql_types::{BigInt, Timestamptz},
+    sql_types::{BigInt, Integer, Text, Timestamptz},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{
     cursor::{Keyset, SortValue},
-    page::{row_cmp_int, row_cmp_text, row_cmp_time},
+    row::{RowGt, RowLt},
     schema::{platform_counters, titles},
 };
 
@@ -117,7 +117,12 @@ pub async fn page(
                 id,
             }) = after
             {
-                q = q.filter(row_cmp_text("name", ">", name.clone(), *id));
+                q = q.filter(RowGt::new(
+                    titles::name,
+                    titles::id,
+                    name.clone().into_sql::<Text>(),
+                    id.into_sql::<BigInt>(),
+                ));
             }
             q.order((titles::name.asc(), titles::id.asc()))
         }
@@ -125,7 +130,12 @@ pub async fn page(
             if let Some(k) = after
                 && let Some(at) = k.as_time()
             {
-                q = q.filter(row_cmp_time("created_at", "<", at, k.id));
+                q = q.filter(RowLt::new(
+                    titles::created_at,
+                    titles::id,
+                    at.into_sql::<Timestamptz>(),
+                    k.id.into_sql::<BigInt>(),
+                ));
             }
             q.order((titles::created_at.desc(), titles::id.desc()))
         }
@@ -152,7 +162,12 @@ pub async fn page(
                 && let Some(n) = k.as_int()
             {
                 let n = i32::try_from(n).unwrap_or(i32::MAX);
-                q = q.filter(row_cmp_int("review_count", "<", n, k.id));
+                q = q.filter(RowLt::new(
+                    titles::review_count,
+                    titles::id,
+                    n.into_sql::<Integer>(),
+                    k.id.into_sql::<BigInt>(),
+                ));
             }
             q.order((titles::review_count.desc(), titles::id.desc()))
         }

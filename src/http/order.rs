@@ -71,6 +71,24 @@ fn apply(doc: &ExecutableDocument, sets: &[&SelectionSet], value: &mut Value) {
             for set in sets {
                 collect(doc, set, &mut keys, 0);
             }
+            // most objects (synchronous fields) are already in order: then
+            // only recurse, without rebuilding the map
+            let mut expected = keys
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| map.contains_key(*k));
+            let in_order =
+                map.len() == keys.len() && map.keys().all(|k| expected.next() == Some(k));
+            if in_order {
+                for (key, subs) in &keys {
+                    if subs.iter().any(|s| !s.items.is_empty())
+                        && let Some(v) = map.get_mut(*key)
+                    {
+                        apply(doc, subs, v);
+                    }
+                }
+                return;
+            }
             let mut old = std::mem::take(map);
             for (key, subs) in keys {
                 if let Some(mut v) = old.shift_remove(key) {
