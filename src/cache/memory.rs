@@ -18,7 +18,9 @@ struct Stored {
     entry: Entry,
     expires_ms: u64,
     epoch: u64,
-    tags: Vec<(String, u64)>,
+    tags: Vec<String>,
+    /// Generation the read began at: current while no tag version exceeds it.
+    generation: u64,
     inserted: u64,
 }
 
@@ -57,10 +59,11 @@ impl MemoryBackend {
             if let Some(st) = s.entries.get(hash) {
                 let valid = st.expires_ms > now_ms
                     && st.epoch == s.epoch
-                    && st
-                        .tags
-                        .iter()
-                        .all(|(t, v)| s.versions.get(t).copied().unwrap_or(0) == *v);
+                    && (s.generation == st.generation
+                        || st
+                            .tags
+                            .iter()
+                            .all(|t| s.versions.get(t).copied().unwrap_or(0) <= st.generation));
                 if valid && st.entry.fresh_until_ms > now_ms {
                     return Found::Fresh(st.entry.clone(), s.generation);
                 }
@@ -100,11 +103,10 @@ impl MemoryBackend {
             px,
         } = *args;
         self.with(|s| {
-            let versions: Vec<(String, u64)> = tags
-                .iter()
-                .map(|t| (t.clone(), s.versions.get(t).copied().unwrap_or(0)))
-                .collect();
-            let ok = s.epoch == snap.epoch && versions.iter().all(|(_, v)| *v <= snap.generation);
+            let ok = s.epoch == snap.epoch
+                && tags
+                    .iter()
+                    .all(|t| s.versions.get(t).copied().unwrap_or(0) <= snap.generation);
             if ok {
                 if s.entries.len() >= MAX_ENTRIES {
                     s.entries.retain(|_, e| e.expires_ms > now_ms);
@@ -123,7 +125,8 @@ impl MemoryBackend {
                         entry: entry.clone(),
                         expires_ms: now_ms + px,
                         epoch: s.epoch,
-                        tags: versions,
+                        tags: tags.to_vec(),
+                        generation: snap.generation,
                         inserted,
                     },
                 );

@@ -15,34 +15,37 @@ use fred::{
 
 use super::{Entry, Found, Snapshot, StoreArgs, keys};
 
-/// Returns `{1, body, etag, fresh_until, gen}` when the entry's epoch and
-/// every tag version are current and it is fresh. Otherwise tries to take the fill
-/// lock and returns `{2, body, etag, fresh_until, gen, epoch, locked}` for a
+/// Returns `{1, body, etag, fresh_until, gen}` when the entry is current
+/// and fresh. An entry is current while the epoch is unchanged and no tag it
+/// read was invalidated after the generation its read began at (`g`): tag
+/// versions are generation values, so that is "every version <= g" — and
+/// when the generation counter still reads `g`, nothing was invalidated at
+/// all and the tags need not be read. Otherwise tries to take the fill lock
+/// and returns `{2, body, etag, fresh_until, gen, epoch, locked}` for a
 /// current entry past freshness (served only if Postgres fails), or
 /// `{0, gen, epoch, locked}`.
 /// KEYS: entry, epoch, gen, lock. ARGV: now_ms, lock token, lock px (0: no lock).
 const LOOKUP: &str = r"
-local e = redis.call('HMGET', KEYS[1], 'b', 'e', 'f', 'p', 't', 'v')
+local e = redis.call('HMGET', KEYS[1], 'b', 'e', 'f', 'p', 't', 'g')
 local stale = nil
 local epoch = redis.call('GET', KEYS[2]) or '0'
+local gen = redis.call('GET', KEYS[3]) or '0'
 if e[1] and e[4] == epoch then
   local valid = true
-  if e[5] and e[5] ~= '' then
+  if gen ~= e[6] and e[5] and e[5] ~= '' then
     local keys = {}
     for k in string.gmatch(e[5], '%S+') do keys[#keys + 1] = k end
     local cur = redis.call('MGET', unpack(keys))
-    local i = 1
-    for v in string.gmatch(e[6], '%S+') do
-      if (cur[i] or '0') ~= v then valid = false break end
-      i = i + 1
+    local g = tonumber(e[6])
+    for i = 1, #cur do
+      if tonumber(cur[i] or '0') > g then valid = false break end
     end
   end
   if valid and tonumber(e[3]) > tonumber(ARGV[1]) then
-    return {1, e[1], e[2], e[3], redis.call('GET', KEYS[3]) or '0'}
+    return {1, e[1], e[2], e[3], gen}
   end
   if valid then stale = e end
 end
-local gen = redis.call('GET', KEYS[3]) or '0'
 local locked = 0
 if ARGV[3] ~= '0' and redis.call('SET', KEYS[4], ARGV[2], 'NX', 'PX', ARGV[3]) then locked = 1 end
 if stale then return {2, stale[1], stale[2], stale[3], gen, epoch, locked} end
@@ -50,30 +53,28 @@ return {0, gen, epoch, locked}
 ";
 
 /// Stores an entry only if nothing it depends on was invalidated since the
-/// read began (epoch unchanged, no tag version above the start generation):
-/// a slow read can never put an old result back after a write. Releases the
-/// fill lock if held. KEYS: entry, epoch, lock, tag keys…
+/// read began (epoch unchanged, no tag version above the start generation;
+/// the tags need not be read when the generation has not moved): a slow read
+/// can never put an old result back after a write. Releases the fill lock if
+/// held. KEYS: entry, epoch, gen, lock, tag keys…
 /// ARGV: start gen, start epoch, px, body, etag, fresh_until, lock token.
 const STORE: &str = r"
 local ok = 1
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[2] then ok = 0 end
-local vers = {}
-if ok == 1 and #KEYS > 3 then
-  local cur = redis.call('MGET', unpack(KEYS, 4))
+if ok == 1 and #KEYS > 4 and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[1] then
+  local cur = redis.call('MGET', unpack(KEYS, 5))
   local start = tonumber(ARGV[1])
-  for i = 1, #KEYS - 3 do
-    local v = cur[i] or '0'
-    if tonumber(v) > start then ok = 0 break end
-    vers[i] = v
+  for i = 1, #cur do
+    if tonumber(cur[i] or '0') > start then ok = 0 break end
   end
 end
 if ok == 1 then
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'b', ARGV[4], 'e', ARGV[5], 'f', ARGV[6], 'p', ARGV[2],
-             't', table.concat(KEYS, ' ', 4), 'v', table.concat(vers, ' '))
+             't', table.concat(KEYS, ' ', 5), 'g', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
-if ARGV[7] ~= '' and redis.call('GET', KEYS[3]) == ARGV[7] then redis.call('DEL', KEYS[3]) end
+if ARGV[7] ~= '' and redis.call('GET', KEYS[4]) == ARGV[7] then redis.call('DEL', KEYS[4]) end
 return ok
 ";
 
@@ -325,7 +326,8 @@ impl RedisBackend {
             px,
         } = *args;
         let k = keys(prefix, hash);
-        let mut ks = vec![k.entry, k.epoch, k.lock];
+        let mut ks = Vec::with_capacity(tags.len() + 4);
+        ks.extend([k.entry, k.epoch, k.generation, k.lock]);
         ks.extend(tags.iter().map(|t| tag_key(prefix, t)));
         let args: Vec<Value> = vec![
             int(snap.generation),
