@@ -191,3 +191,37 @@ async fn health_and_readiness() {
     assert_eq!(res.status(), 503);
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_errors_are_generic_and_carry_the_request_id() {
+    let t = TestApp::with_config(nexora::config::Config {
+        cache_default_ttl: std::time::Duration::ZERO,
+        ..crate::support::test_config()
+    })
+    .await;
+    let mut c = t.conn().await;
+    crate::support::fx::title(&mut c, "Broken").await;
+    // a schema the code does not expect: every title query now fails in SQL
+    use diesel_async::SimpleAsyncConnection;
+    c.batch_execute("ALTER TABLE titles DROP COLUMN synopsis")
+        .await
+        .expect("alter");
+    let res = t
+        .gql("{ titles { edges { node { name } } } }", json!({}))
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.code(), Some("INTERNAL_SERVER_ERROR"));
+    let message = res.body["errors"][0]["message"].as_str().expect("message");
+    assert!(
+        !message.contains("synopsis") && !message.to_lowercase().contains("column"),
+        "leaks SQL: {message}"
+    );
+    let request_id = res.body["errors"][0]["extensions"]["requestId"]
+        .as_str()
+        .expect("requestId");
+    assert_eq!(
+        res.headers["x-request-id"].to_str().expect("header"),
+        request_id
+    );
+    assert!(message.contains(request_id));
+}
