@@ -142,17 +142,7 @@ async fn viewer_specific_results_never_leak_between_viewers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidation_is_precise_and_reaches_every_instance() {
     let a = TestApp::new().await;
-    let mut config = test_config();
-    config.database_url = a.db.url.clone();
-    config.redis_key_prefix = a.app.services.config.redis_key_prefix.clone();
-    let b = TestApp::on(
-        TestDb {
-            name: String::new(),
-            url: a.db.url.clone(),
-        },
-        config,
-    )
-    .await;
+    let b = a.second_instance().await;
     let mut c = a.conn().await;
     let u = fx::user(&mut c, "author").await;
     let (t1, t2) = (
@@ -201,8 +191,6 @@ async fn invalidation_is_precise_and_reaches_every_instance() {
         "HIT",
         "the other title stays cached"
     );
-    // the empty TestDb above must not drop the shared database
-    std::mem::forget(b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,20 +310,7 @@ async fn a_paused_redis_costs_no_errors_and_the_cache_comes_back() {
 async fn a_write_acknowledged_while_redis_was_paused_is_never_served_stale() {
     let redis = OwnRedis::start();
     let a = app_on_redis(&redis).await;
-    let config = Config {
-        redis_url: redis.url(),
-        database_url: a.db.url.clone(),
-        redis_key_prefix: a.app.services.config.redis_key_prefix.clone(),
-        ..test_config()
-    };
-    let b = TestApp::on(
-        TestDb {
-            name: String::new(),
-            url: a.db.url.clone(),
-        },
-        config,
-    )
-    .await;
+    let b = a.second_instance().await;
     let mut c = a.conn().await;
     let u = fx::user(&mut c, "pauser").await;
     let ti = fx::title(&mut c, "Paused write").await;
@@ -370,7 +345,6 @@ async fn a_write_acknowledged_while_redis_was_paused_is_never_served_stale() {
             "instance {name} served a stale entry"
         );
     }
-    std::mem::forget(b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,19 +404,7 @@ async fn postgres_down_serves_stale_entries_and_fails_fast_otherwise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_execute_once_per_key_across_instances() {
     let a = TestApp::new().await;
-    let config = Config {
-        database_url: a.db.url.clone(),
-        redis_key_prefix: a.app.services.config.redis_key_prefix.clone(),
-        ..test_config()
-    };
-    let b = TestApp::on(
-        TestDb {
-            name: String::new(),
-            url: a.db.url.clone(),
-        },
-        config,
-    )
-    .await;
+    let b = a.second_instance().await;
     let mut c = a.conn().await;
     let u = fx::user(&mut c, "stampede").await;
     let mut titles = vec![];
@@ -473,7 +435,6 @@ async fn concurrent_misses_execute_once_per_key_across_instances() {
         "20 concurrent misses over two instances executed {} times",
         total as f64 / one as f64
     );
-    std::mem::forget(b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

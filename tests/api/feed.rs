@@ -9,7 +9,7 @@ use std::{
 
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures::{SinkExt, StreamExt};
-use nexora::{app::App, config::Config, db::Db, feed::FeedTask};
+use nexora::{app::App, config::Config, feed::FeedTask};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::{
@@ -17,7 +17,7 @@ use tokio_tungstenite::{
     tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
 };
 
-use crate::support::{SECRET, TestApp, fx, gid, test_config};
+use crate::support::{TestApp, fx, gid, test_config};
 
 /// The promise: a change reaches subscribers and caches within this.
 const WITHIN: Duration = Duration::from_secs(1);
@@ -147,18 +147,9 @@ impl Drop for Live {
 
 /// A second instance over the test's database and Redis prefix.
 async fn another_instance(t: &TestApp) -> App {
-    let config: Config = t.app.services.config.as_ref().clone();
-    instance(config).await
+    t.second_instance().await.app
 }
 
-async fn instance(config: Config) -> App {
-    let pool = Db::connect(&config).await.expect("pool");
-    let cache = nexora::cache::Cache::connect(&config).await;
-    App::build(config, pool, cache, SECRET)
-}
-
-/// Waits until the listener has connected `n` times (each connect
-/// invalidated the whole cache before it was counted).
 async fn wait_connects(app: &App, n: u64) {
     let mut status = app.services.feed.status();
     tokio::time::timeout(

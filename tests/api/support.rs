@@ -121,6 +121,9 @@ async fn template() -> String {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// Whether dropping this handle drops the database (false for the handle
+    /// a second instance holds on a shared database).
+    owned: bool,
 }
 
 impl TestDb {
@@ -139,12 +142,25 @@ impl TestDb {
         Self {
             url: format!("{PG_BASE}/{name}"),
             name,
+            owned: true,
+        }
+    }
+
+    /// A handle on the same database that does not drop it.
+    pub fn shared(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            owned: false,
         }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let name = self.name.clone();
         // Drop runs outside async; a short-lived thread with its own runtime does the SQL.
         let _ = std::thread::spawn(move || {
@@ -236,6 +252,12 @@ impl TestApp {
         let app = App::build(config, pool, cache, SECRET);
         let router = nexora::http::router(app.clone());
         Self { app, router, db }
+    }
+
+    /// Another instance over the same database, Redis and key prefix (as two
+    /// servers behind a load balancer); the database stays this one's.
+    pub async fn second_instance(&self) -> TestApp {
+        TestApp::on(self.db.shared(), self.app.services.config.as_ref().clone()).await
     }
 
     /// Statements sent through this instance's pool so far.
