@@ -85,6 +85,13 @@ for i = 2, #KEYS do redis.call('SET', KEYS[i], g, 'PX', ARGV[1]) end
 return g
 ";
 
+/// Releases the fill lock only if this request still holds it (it may have
+/// expired and been taken by another instance). KEYS: lock. ARGV: token.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 /// Invalidates everything: a new epoch, and a new generation so near copies
 /// go too. KEYS: epoch, gen.
 const EPOCH: &str = r"
@@ -136,6 +143,7 @@ pub struct RedisBackend {
     store: Script,
     invalidate: Script,
     epoch: Script,
+    unlock: Script,
     rate: Script,
 }
 
@@ -184,6 +192,7 @@ impl RedisBackend {
             store: Script::new(STORE),
             invalidate: Script::new(INVALIDATE),
             epoch: Script::new(EPOCH),
+            unlock: Script::new(UNLOCK),
             rate: Script::new(RATE),
         }
     }
@@ -224,6 +233,7 @@ impl RedisBackend {
             &self.store,
             &self.invalidate,
             &self.epoch,
+            &self.unlock,
             &self.rate,
         ] {
             self.load(s).await?;
@@ -344,12 +354,9 @@ impl RedisBackend {
     /// Releases a fill lock we hold (when nothing is stored).
     pub async fn unlock(&self, prefix: &str, hash: &str, token: &str) -> Result<(), Error> {
         let k = keys(prefix, hash);
-        let client = &self.client;
-        let held: Option<String> = client.get(&k.lock).await?;
-        if held.as_deref() == Some(token) {
-            let _: i64 = client.del(&k.lock).await?;
-        }
-        Ok(())
+        self.eval(&self.unlock, vec![k.lock], vec![token.into()])
+            .await
+            .map(|_| ())
     }
 
     /// Bumps every tag's version.

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use axum::{body::Body, http::Request};
 use diesel_async::SimpleAsyncConnection;
-use nexora::{cache::tags, config::Config};
+use nexora::{
+    cache::{Snapshot, tags},
+    config::Config,
+};
 use serde_json::json;
 
 use crate::support::{OwnRedis, PgProxy, Res, TestApp, TestDb, fx, gid, test_config};
@@ -543,4 +546,47 @@ async fn metrics_expose_cache_and_sql_counters() {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
     assert!(text.contains("nexora_sql_statements_total "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_lock_is_released_only_by_its_holder() {
+    use nexora::cache::Lookup;
+    for config in [
+        test_config(),
+        Config {
+            redis_url: "memory".into(),
+            ..test_config()
+        },
+    ] {
+        let t = TestApp::with_config(config).await;
+        let cache = &t.app.services.cache;
+        let (Lookup::Miss(held, None), token) = cache.lookup("lock-test", true).await else {
+            panic!("a miss")
+        };
+        assert!(held.locked, "the first miss takes the fill lock");
+        let (Lookup::Miss(other, None), other_token) = cache.lookup("lock-test", true).await else {
+            panic!("a miss")
+        };
+        assert!(!other.locked, "a second miss waits for the holder");
+        // a request that does not hold the lock cannot release it
+        cache
+            .release(
+                "lock-test",
+                &Snapshot {
+                    locked: true,
+                    ..other
+                },
+                &other_token,
+            )
+            .await;
+        let (Lookup::Miss(still, None), _) = cache.lookup("lock-test", true).await else {
+            panic!("a miss")
+        };
+        assert!(!still.locked, "released by someone who did not hold it");
+        cache.release("lock-test", &held, &token).await;
+        let (Lookup::Miss(again, None), _) = cache.lookup("lock-test", true).await else {
+            panic!("a miss")
+        };
+        assert!(again.locked, "free again once the holder released it");
+    }
 }
