@@ -53,7 +53,7 @@ impl MemoryBackend {
     }
 
     /// See `RedisBackend::lookup`.
-    pub fn lookup(&self, hash: &str, now_ms: u64, token: &str, lock_px: u64) -> Found {
+    pub fn lookup(&self, hash: &str, now_ms: u64, token: String, lock_px: u64) -> Found {
         self.with(|s| {
             let mut stale = None;
             if let Some(st) = s.entries.get(hash) {
@@ -76,7 +76,7 @@ impl MemoryBackend {
                 let free = s.locks.get(hash).is_none_or(|(_, until)| *until <= now_ms);
                 if free {
                     s.locks
-                        .insert(hash.to_owned(), (token.to_owned(), now_ms + lock_px));
+                        .insert(hash.to_owned(), (token.clone(), now_ms + lock_px));
                     locked = true;
                 }
             }
@@ -84,6 +84,7 @@ impl MemoryBackend {
                 generation: s.generation,
                 epoch: s.epoch,
                 locked,
+                token,
             };
             match stale {
                 Some(entry) => Found::Stale(entry, snap),
@@ -97,7 +98,6 @@ impl MemoryBackend {
         let StoreArgs {
             hash,
             snap,
-            token,
             entry,
             tags,
             px,
@@ -131,7 +131,7 @@ impl MemoryBackend {
                     },
                 );
             }
-            if s.locks.get(hash).is_some_and(|(t, _)| t == token) {
+            if s.locks.get(hash).is_some_and(|(t, _)| *t == snap.token) {
                 s.locks.remove(hash);
             }
             ok

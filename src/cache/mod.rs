@@ -62,6 +62,8 @@ pub struct Snapshot {
     pub epoch: u64,
     /// Whether this request holds the fill lock.
     pub locked: bool,
+    /// This request's fill-lock token (what releases the lock it holds).
+    pub token: String,
 }
 
 /// One store request, as both backends take it.
@@ -70,8 +72,6 @@ pub struct StoreArgs<'a> {
     pub hash: &'a str,
     /// Counters captured by the lookup.
     pub snap: &'a Snapshot,
-    /// Fill-lock token of this request.
-    pub token: &'a str,
     /// What to store.
     pub entry: &'a Entry,
     /// What it depends on.
@@ -297,14 +297,14 @@ impl Cache {
 
     /// Looks up a request hash. On a miss, tries to take the fill lock when
     /// `lock` (so concurrent instances compute a result once).
-    pub async fn lookup(&self, hash: &str, lock: bool) -> (Lookup, String) {
+    pub async fn lookup(&self, hash: &str, lock: bool) -> Lookup {
         if !self.query_cache {
-            return (Lookup::Bypass, String::new());
+            return Lookup::Bypass;
         }
         let px = if lock { LOCK_PX } else { 0 };
         if let Backend::Redis(r) = &self.backend {
             if !self.usable(r).await {
-                return (Lookup::Bypass, String::new());
+                return Lookup::Bypass;
             }
             // a copy validated at the generation read just now needs no script
             if self.near.holds(hash)
@@ -319,13 +319,13 @@ impl Cache {
                     etag: near.etag,
                     fresh_until_ms: near.fresh_until_ms,
                 };
-                return (Lookup::Hit(entry), String::new());
+                return Lookup::Hit(entry);
             }
         }
         let token = self.token();
         let found = match &self.backend {
-            Backend::Memory(m) => m.lookup(hash, now_ms(), &token, px),
-            Backend::Redis(r) => match r.lookup(hash, now_ms(), &token, px, &self.prefix).await {
+            Backend::Memory(m) => m.lookup(hash, now_ms(), token, px),
+            Backend::Redis(r) => match r.lookup(hash, now_ms(), token, px, &self.prefix).await {
                 Ok(f) => {
                     self.succeeded();
                     if let Found::Fresh(e, generation) = &f {
@@ -341,16 +341,15 @@ impl Cache {
                 }
                 Err(e) => {
                     self.failed("lookup", &e);
-                    return (Lookup::Bypass, token);
+                    return Lookup::Bypass;
                 }
             },
         };
-        let lookup = match found {
+        match found {
             Found::Fresh(e, _) => Lookup::Hit(e),
             Found::Stale(e, snap) => Lookup::Miss(snap, Some(e)),
             Found::Miss(snap) => Lookup::Miss(snap, None),
-        };
-        (lookup, token)
+        }
     }
 
     /// Waits briefly for another instance holding the fill lock to store the
@@ -359,7 +358,7 @@ impl Cache {
         let deadline = tokio::time::Instant::now() + FILL_WAIT;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(15)).await;
-            if let (Lookup::Hit(e), _) = self.lookup(hash, false).await {
+            if let Lookup::Hit(e) = self.lookup(hash, false).await {
                 return Some(e);
             }
         }
@@ -373,14 +372,13 @@ impl Cache {
         &self,
         hash: &str,
         snap: &Snapshot,
-        token: &str,
         body: bytes::Bytes,
         ttl: Duration,
         tags: &[String],
     ) -> Option<Entry> {
         let ttl = ttl.min(self.max_ttl);
         if ttl.is_zero() || tags.len() > MAX_TAGS {
-            self.release(hash, snap, token).await;
+            self.release(hash, snap).await;
             return None;
         }
         let etag = etag_of(&body);
@@ -393,7 +391,6 @@ impl Cache {
         let args = StoreArgs {
             hash,
             snap,
-            token,
             entry: &entry,
             tags,
             px,
@@ -428,14 +425,14 @@ impl Cache {
     }
 
     /// Releases the fill lock when nothing is stored.
-    pub async fn release(&self, hash: &str, snap: &Snapshot, token: &str) {
+    pub async fn release(&self, hash: &str, snap: &Snapshot) {
         if !snap.locked {
             return;
         }
         match &self.backend {
-            Backend::Memory(m) => m.unlock(hash, token),
+            Backend::Memory(m) => m.unlock(hash, &snap.token),
             Backend::Redis(r) => {
-                if let Err(e) = r.unlock(&self.prefix, hash, token).await {
+                if let Err(e) = r.unlock(&self.prefix, hash, &snap.token).await {
                     self.failed("unlock", &e);
                 }
             }

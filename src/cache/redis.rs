@@ -278,7 +278,7 @@ impl RedisBackend {
         &self,
         hash: &str,
         now_ms: u64,
-        token: &str,
+        token: String,
         lock_px: u64,
         prefix: &str,
     ) -> Result<Found, Error> {
@@ -287,7 +287,7 @@ impl RedisBackend {
             .eval(
                 &self.lookup,
                 vec![k.entry, k.epoch, k.generation, k.lock],
-                vec![int(now_ms), token.into(), int(lock_px)],
+                vec![int(now_ms), token.as_str().into(), int(lock_px)],
             )
             .await?;
         let Value::Array(items) = v else {
@@ -315,12 +315,14 @@ impl RedisBackend {
                     generation: int(4),
                     epoch: int(5),
                     locked: int(6) == 1,
+                    token,
                 },
             )),
             _ => Ok(Found::Miss(Snapshot {
                 generation: int(1),
                 epoch: int(2),
                 locked: int(3) == 1,
+                token,
             })),
         }
     }
@@ -330,7 +332,6 @@ impl RedisBackend {
         let StoreArgs {
             hash,
             snap,
-            token,
             entry,
             tags,
             px,
@@ -346,7 +347,7 @@ impl RedisBackend {
             Value::Bytes(entry.body.clone()),
             entry.etag.as_str().into(),
             int(entry.fresh_until_ms),
-            token.into(),
+            snap.token.as_str().into(),
         ];
         Ok(self.eval(&self.store, ks, args).await?.as_u64() == Some(1))
     }

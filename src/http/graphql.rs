@@ -282,11 +282,10 @@ pub async fn execute(
     };
     let cache = &app.services.cache;
     let normalized = normalize(query);
-    let cacheable = cache.query_cache_enabled()
-        && !matches!(normalized.first_token.as_str(), "mutation" | "subscription");
+    let is_query = !matches!(normalized.first_token.as_str(), "mutation" | "subscription");
     let span = tracing::Span::current();
-    if !cacheable {
-        if !matches!(normalized.first_token.as_str(), "mutation" | "subscription") {
+    if !(is_query && cache.query_cache_enabled()) {
+        if is_query {
             cache.metrics.cache_bypasses.fetch_add(1, Ordering::Relaxed);
         }
         span.record("cache.status", "BYPASS");
@@ -333,7 +332,7 @@ async fn cached_run(
     started: Instant,
 ) -> Executed {
     let cache = &app.services.cache;
-    let (lookup, token) = cache.lookup(hash, true).await;
+    let lookup = cache.lookup(hash, true).await;
     let (snap, stale) = match lookup {
         Lookup::Hit(entry) => return hit(app, entry, &scope, started),
         Lookup::Bypass => {
@@ -352,7 +351,6 @@ async fn cached_run(
     let fill = Fill {
         hash,
         snap: &snap,
-        token: &token,
         scope: &scope,
         stale,
     };
@@ -363,7 +361,6 @@ async fn cached_run(
 struct Fill<'a> {
     hash: &'a str,
     snap: &'a Snapshot,
-    token: &'a str,
     scope: &'a Scope,
     stale: Option<Entry>,
 }
@@ -435,7 +432,7 @@ async fn run_inner(
     let cache = &app.services.cache;
     let release = async |fill: &Option<Fill<'_>>| {
         if let Some(f) = fill {
-            cache.release(f.hash, f.snap, f.token).await;
+            cache.release(f.hash, f.snap).await;
         }
     };
     let query = input.query.unwrap_or_default();
@@ -517,10 +514,7 @@ async fn run_inner(
     {
         let ttl = std::time::Duration::from_secs(state.ttl().unwrap_or(u64::MAX));
         let body = ex.executed.body.clone();
-        match cache
-            .store(f.hash, f.snap, f.token, body, ttl, &state.tags())
-            .await
-        {
+        match cache.store(f.hash, f.snap, body, ttl, &state.tags()).await {
             Some(entry) => ex.executed.headers = entry_headers(&entry, f.scope),
             None => ex.executed.headers = vec![no_store()],
         }
@@ -532,7 +526,7 @@ async fn run_inner(
             "a result read viewer-specific data but its document names no viewer field; not cached"
         );
     }
-    cache.release(f.hash, f.snap, f.token).await;
+    cache.release(f.hash, f.snap).await;
     if ex.unavailable
         && let Some(stale) = f.stale
     {

@@ -560,11 +560,11 @@ async fn a_fill_lock_is_released_only_by_its_holder() {
     ] {
         let t = TestApp::with_config(config).await;
         let cache = &t.app.services.cache;
-        let (Lookup::Miss(held, None), token) = cache.lookup("lock-test", true).await else {
+        let Lookup::Miss(held, None) = cache.lookup("lock-test", true).await else {
             panic!("a miss")
         };
         assert!(held.locked, "the first miss takes the fill lock");
-        let (Lookup::Miss(other, None), other_token) = cache.lookup("lock-test", true).await else {
+        let Lookup::Miss(other, None) = cache.lookup("lock-test", true).await else {
             panic!("a miss")
         };
         assert!(!other.locked, "a second miss waits for the holder");
@@ -576,15 +576,14 @@ async fn a_fill_lock_is_released_only_by_its_holder() {
                     locked: true,
                     ..other
                 },
-                &other_token,
             )
             .await;
-        let (Lookup::Miss(still, None), _) = cache.lookup("lock-test", true).await else {
+        let Lookup::Miss(still, None) = cache.lookup("lock-test", true).await else {
             panic!("a miss")
         };
         assert!(!still.locked, "released by someone who did not hold it");
-        cache.release("lock-test", &held, &token).await;
-        let (Lookup::Miss(again, None), _) = cache.lookup("lock-test", true).await else {
+        cache.release("lock-test", &held).await;
+        let Lookup::Miss(again, None) = cache.lookup("lock-test", true).await else {
             panic!("a miss")
         };
         assert!(again.locked, "free again once the holder released it");
