@@ -501,15 +501,15 @@ async fn run_inner(
     super::order::reorder(&doc, operation_name.as_deref(), &mut response.data);
     let mut ex = finish(response, media);
     if op == Some(OperationType::Mutation) {
-        ex.x_cache = "BYPASS";
+        ex.executed.x_cache = "BYPASS";
         release(&fill).await;
         return (ex.executed, op);
     }
     let Some(f) = fill else {
-        ex.x_cache = "BYPASS";
+        ex.executed.x_cache = "BYPASS";
         return (ex.executed, op);
     };
-    let ok = ex.status == StatusCode::OK && !ex.has_errors;
+    let ok = ex.executed.status == StatusCode::OK && !ex.has_errors;
     if ok && !(state.is_private() && *f.scope == Scope::Public) && op == Some(OperationType::Query)
     {
         let ttl = std::time::Duration::from_secs(state.ttl().unwrap_or(u64::MAX));
@@ -575,19 +575,6 @@ struct Finished {
     executed: Executed,
     has_errors: bool,
     unavailable: bool,
-}
-
-impl std::ops::Deref for Finished {
-    type Target = Executed;
-    fn deref(&self) -> &Executed {
-        &self.executed
-    }
-}
-
-impl std::ops::DerefMut for Finished {
-    fn deref_mut(&mut self) -> &mut Executed {
-        &mut self.executed
-    }
 }
 
 fn finish(mut response: async_graphql::Response, media: Media) -> Finished {
