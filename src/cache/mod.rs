@@ -152,6 +152,8 @@ pub struct Cache {
     /// Counters exported at `/metrics`.
     pub metrics: Arc<Metrics>,
     lock_seq: AtomicU64,
+    /// Random per process, the first half of every token.
+    instance: u64,
     /// Validated entries kept in the process (Redis backend only).
     near: NearCache,
     generation: Arc<GenerationReader>,
@@ -228,6 +230,8 @@ impl Cache {
             apq_ttl: Duration::from_secs(7 * 24 * 3600),
             metrics: Arc::new(Metrics::default()),
             lock_seq: AtomicU64::new(0),
+            instance: getrandom::u64()
+                .unwrap_or_else(|_| u64::from(std::process::id()) << 32 ^ now_ms()),
             near: NearCache::new(NEAR_CAP_BYTES),
             generation,
         }
@@ -287,10 +291,12 @@ impl Cache {
         true
     }
 
+    /// Unique across instances (containers often share a pid): it names
+    /// this request's fill lock and its staged entry.
     fn token(&self) -> String {
         format!(
             "{:x}-{:x}",
-            std::process::id(),
+            self.instance,
             self.lock_seq.fetch_add(1, Ordering::Relaxed)
         )
     }

@@ -274,6 +274,39 @@ async fn app_on_redis(redis: &OwnRedis) -> TestApp {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_redis_lost_are_reloaded_and_bodies_are_stored_whole() {
+    let redis = OwnRedis::start();
+    let a = app_on_redis(&redis).await;
+    let mut c = a.conn().await;
+    let (t1, t2) = (
+        fx::title(&mut c, "Before flush").await,
+        fx::title(&mut c, "After flush").await,
+    );
+    let v1 = json!({ "id": gid("Title", t1) });
+    assert_eq!(x_cache(&a.gql(TITLE_Q, v1.clone()).await), "MISS");
+
+    // a Redis restart or failover loses loaded scripts
+    assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]), "OK");
+    let v2 = json!({ "id": gid("Title", t2) });
+    let res = a.gql(TITLE_Q, v2.clone()).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(x_cache(&res), "MISS");
+    assert_eq!(res.ok()["title"]["name"], "After flush");
+
+    // another instance (no near copy) finds both entries through the lookup
+    // script, bodies and ETags intact
+    let b = a.second_instance().await;
+    for (vars, name) in [(v1, "Before flush"), (v2, "After flush")] {
+        let res = b.gql(TITLE_Q, vars).await;
+        assert_eq!(x_cache(&res), "HIT", "{name}");
+        assert_eq!(res.ok()["title"]["name"], name);
+        assert!(res.headers.contains_key("etag"));
+    }
+    // every staged entry was either published or removed
+    assert_eq!(redis.cli(&["--scan", "--pattern", "*cache:stage:*"]), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_costs_no_errors_and_the_cache_comes_back() {
     let redis = OwnRedis::start();
     let t = app_on_redis(&redis).await;
