@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::Auth,
-    cache::{Cache, flight::Flights},
+    cache::{Cache, flight::Flights, key::KeyMemo},
     config::Config,
     db::Db,
     feed::{Feed, FeedTask},
@@ -34,15 +34,29 @@ pub struct Services {
     pub sockets: Sockets,
 }
 
-/// One server instance: its services and its schema.
+/// One server instance: its services and its schema. Cloned per request
+/// (axum state), so it is one `Arc`: one reference count to touch.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppParts>);
+
+/// What an [`App`] holds.
+pub struct AppParts {
     /// Shared services.
     pub services: Arc<Services>,
     /// The executable schema.
     pub schema: AppSchema,
     /// Concurrent identical cacheable requests share one execution.
-    pub flights: Arc<Flights<Executed>>,
+    pub flights: Flights<Executed>,
+    /// Cache keys of request bodies seen recently.
+    pub keys: KeyMemo,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
 }
 
 impl App {
@@ -61,11 +75,12 @@ impl App {
             sockets: Sockets::new(config.ws_max_connections),
         });
         let schema = schema_builder(&config).data(services.clone()).finish();
-        Self {
+        Self(Arc::new(AppParts {
             services,
             schema,
-            flights: Arc::new(Flights::default()),
-        }
+            flights: Flights::default(),
+            keys: KeyMemo::default(),
+        }))
     }
 
     /// Starts this instance's change-feed listener (cache invalidation for

@@ -71,6 +71,12 @@ impl Breaker {
         false
     }
 
+    /// Whether calls go through normally (no probing in progress). Unlike
+    /// [`Breaker::allow`], never claims the probe.
+    pub fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CLOSED
+    }
+
     /// 0 closed, 1 open, 2 half-open (for /metrics).
     pub fn state(&self) -> u8 {
         self.state.load(Ordering::Acquire)
@@ -98,5 +104,18 @@ mod tests {
         assert!(b.allow());
         assert!(b.success(), "successful probe closes");
         assert!(b.allow());
+    }
+
+    #[test]
+    fn asking_whether_closed_never_takes_the_probe() {
+        let b = Breaker::new(1, Duration::from_millis(10));
+        assert!(b.is_closed());
+        b.failure();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!b.is_closed());
+        assert!(b.allow(), "the probe is still there for the lookup");
+        assert!(!b.is_closed(), "half-open is not closed");
+        b.success();
+        assert!(b.is_closed());
     }
 }

@@ -189,6 +189,102 @@ pub fn request_hash(
     hex::encode(h.finalize())
 }
 
+/// Everything a cacheable query's key depends on except the viewer.
+#[derive(Debug)]
+pub struct Keyed {
+    /// The normalized document.
+    pub normalized: String,
+    /// The operation name sent.
+    pub operation: Option<String>,
+    /// The canonical variables.
+    pub variables: String,
+    /// Whether the document names viewer fields (cached per viewer).
+    pub mentions_viewer: bool,
+    /// The key for [`Scope::Public`], computed once.
+    pub public_hash: String,
+}
+
+impl Keyed {
+    /// Keys a query from its parts.
+    pub fn new(normalized: Normalized, operation: Option<&str>, variables: Option<&Value>) -> Self {
+        let variables = canonical_variables(variables);
+        let public_hash = request_hash(&normalized.text, operation, &variables, &Scope::Public);
+        Self {
+            normalized: normalized.text,
+            operation: operation.map(str::to_owned),
+            variables,
+            mentions_viewer: normalized.mentions_viewer,
+            public_hash,
+        }
+    }
+
+    /// The scope a viewer's request falls in.
+    pub fn scope(&self, viewer: Option<i64>) -> Scope {
+        match (self.mentions_viewer, viewer) {
+            (false, _) => Scope::Public,
+            (true, None) => Scope::Anonymous,
+            (true, Some(id)) => Scope::User(id),
+        }
+    }
+
+    /// The request hash in `scope`.
+    pub fn hash(&self, scope: &Scope) -> String {
+        match scope {
+            Scope::Public => self.public_hash.clone(),
+            _ => request_hash(
+                &self.normalized,
+                self.operation.as_deref(),
+                &self.variables,
+                scope,
+            ),
+        }
+    }
+}
+
+/// Remembers the [`Keyed`] of recently seen request bodies (exact bytes), so
+/// a repeated request is keyed without parsing its JSON, normalizing its
+/// document or hashing it again: on a cache hit those were most of the work.
+/// Bounded by entries and body size; full means cleared (cheap, and hot
+/// bodies return at once).
+pub struct KeyMemo {
+    map: std::sync::Mutex<std::collections::HashMap<bytes::Bytes, std::sync::Arc<Keyed>>>,
+}
+
+/// Bodies kept at most.
+const MEMO_ENTRIES: usize = 8192;
+/// Larger bodies are keyed each time.
+const MEMO_MAX_BODY: usize = 4096;
+
+impl Default for KeyMemo {
+    fn default() -> Self {
+        Self {
+            map: std::sync::Mutex::new(std::collections::HashMap::with_capacity(1024)),
+        }
+    }
+}
+
+impl KeyMemo {
+    /// The key parts of a body seen before.
+    pub fn get(&self, body: &[u8]) -> Option<std::sync::Arc<Keyed>> {
+        if body.len() > MEMO_MAX_BODY {
+            return None;
+        }
+        self.map.lock().ok()?.get(body).cloned()
+    }
+
+    /// Remembers the key parts of `body`.
+    pub fn put(&self, body: bytes::Bytes, keyed: std::sync::Arc<Keyed>) {
+        if body.len() > MEMO_MAX_BODY {
+            return;
+        }
+        let Ok(mut map) = self.map.lock() else { return };
+        if map.len() >= MEMO_ENTRIES {
+            map.clear();
+        }
+        map.insert(body, keyed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

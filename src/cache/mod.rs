@@ -301,32 +301,51 @@ impl Cache {
         )
     }
 
-    /// Looks up a request hash. On a miss, tries to take the fill lock when
-    /// `lock` (so concurrent instances compute a result once).
+    /// A copy held in this process, served when Redis's generation counter,
+    /// read after this call began, still equals the one it was validated at
+    /// (nothing at all was invalidated since, through any instance).
+    pub async fn near_hit(&self, hash: &str) -> Option<Entry> {
+        let Backend::Redis(r) = &self.backend else {
+            return None;
+        };
+        // only while all is well: probing an open circuit and applying a
+        // pending epoch bump are the lookup's job
+        if !self.query_cache
+            || !self.breaker.is_closed()
+            || self.dirty.load(Ordering::Acquire)
+            || !self.near.holds(hash)
+        {
+            return None;
+        }
+        let generation = self
+            .generation
+            .current(|| async {
+                r.generation(&self.prefix)
+                    .await
+                    .inspect_err(|e| self.failed("generation", e))
+                    .ok()
+            })
+            .await?;
+        let near = self.near.get(hash, generation)?;
+        Some(Entry {
+            body: near.body,
+            etag: near.etag,
+            fresh_until_ms: near.fresh_until_ms,
+        })
+    }
+
+    /// Looks up a request hash in Redis (or the memory backend). On a miss,
+    /// tries to take the fill lock when `lock` (so concurrent instances
+    /// compute a result once).
     pub async fn lookup(&self, hash: &str, lock: bool) -> Lookup {
         if !self.query_cache {
             return Lookup::Bypass;
         }
         let px = if lock { LOCK_PX } else { 0 };
-        if let Backend::Redis(r) = &self.backend {
-            if !self.usable(r).await {
-                return Lookup::Bypass;
-            }
-            // a copy validated at the generation read just now needs no script
-            if self.near.holds(hash)
-                && let Some(generation) = self
-                    .generation
-                    .current(|| async { r.generation(&self.prefix).await.ok() })
-                    .await
-                && let Some(near) = self.near.get(hash, generation)
-            {
-                let entry = Entry {
-                    body: near.body,
-                    etag: near.etag,
-                    fresh_until_ms: near.fresh_until_ms,
-                };
-                return Lookup::Hit(entry);
-            }
+        if let Backend::Redis(r) = &self.backend
+            && !self.usable(r).await
+        {
+            return Lookup::Bypass;
         }
         let token = self.token();
         let found = match &self.backend {

@@ -105,6 +105,10 @@ impl NearCache {
     }
 }
 
+/// Longest a generation read may take (Redis calls have their own, shorter,
+/// timeout; this bounds anything else).
+const FETCH_LIMIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The generation value published by a fetch: `(tickets covered, value)`;
 /// `None` value when the fetch failed.
 type Published = (u64, Option<u64>);
@@ -150,34 +154,33 @@ impl GenerationReader {
     {
         let ticket = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
         let mut rx = self.published.subscribe();
-        let wait = async {
-            loop {
-                let (covered, value) = *rx.borrow_and_update();
-                if covered >= ticket {
-                    return value;
-                }
-                if !self.in_flight.swap(true, Ordering::AcqRel) {
-                    let guard = FetchGuard(self);
-                    // every ticket issued so far is covered by a read starting now
-                    let target = self.requested.load(Ordering::Acquire);
-                    let value = fetch().await;
-                    self.published.send_modify(|p| {
-                        if target > p.0 {
-                            *p = (target, value);
-                        }
-                    });
-                    drop(guard);
-                    continue;
-                }
-                if rx.changed().await.is_err() {
-                    return None;
-                }
+        loop {
+            let (covered, value) = *rx.borrow_and_update();
+            if covered >= ticket {
+                return value;
             }
-        };
-        tokio::time::timeout(std::time::Duration::from_millis(200), wait)
-            .await
-            .ok()
-            .flatten()
+            if !self.in_flight.swap(true, Ordering::AcqRel) {
+                let guard = FetchGuard(self);
+                // every ticket issued so far is covered by a read starting now
+                let target = self.requested.load(Ordering::Acquire);
+                // one timer per read, not per waiting request: waiters are
+                // bounded by it (a cancelled reader hands over, see FetchGuard)
+                let value = tokio::time::timeout(FETCH_LIMIT, fetch())
+                    .await
+                    .ok()
+                    .flatten();
+                self.published.send_modify(|p| {
+                    if target > p.0 {
+                        *p = (target, value);
+                    }
+                });
+                drop(guard);
+                continue;
+            }
+            if rx.changed().await.is_err() {
+                return None;
+            }
+        }
     }
 }
 
@@ -232,6 +235,22 @@ mod tests {
             Some(9),
             "the next caller reads again"
         );
+    }
+
+    #[tokio::test]
+    async fn a_read_that_never_answers_gives_up_for_every_waiter() {
+        let reader = Arc::new(GenerationReader::default());
+        let waiters = (0..3).map(|_| {
+            let reader = reader.clone();
+            tokio::spawn(async move { reader.current(std::future::pending::<Option<u64>>).await })
+        });
+        let all = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            futures::future::join_all(waiters),
+        )
+        .await
+        .expect("waiters are bounded by the read's own limit");
+        assert!(all.into_iter().all(|r| r.expect("joined").is_none()));
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! lookup/execution (single flight); across instances the fill lock makes
 //! losers wait briefly for the winner's value.
 
-use std::{sync::atomic::Ordering, time::Instant};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Instant,
+};
 
 use async_graphql::{
     ErrorExtensionValues, ServerError, Variables,
@@ -27,7 +30,7 @@ use crate::{
     cache::{
         Entry, Lookup, Snapshot,
         flight::{Role, follow},
-        key::{Scope, canonical_variables, normalize, request_hash},
+        key::{Keyed, Scope, normalize},
         now_ms,
     },
     error::AppError,
@@ -115,16 +118,36 @@ pub async fn post(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Re
         Ok(v) => v,
         Err(e) => return e.into_response(media, None),
     };
+    if is_json(&headers)
+        && let Some(keyed) = app.keys.get(&body)
+    {
+        // seen before: keyed without parsing; parsed only if executed
+        let pending = Pending::Raw(body);
+        return execute_keyed(
+            &app,
+            viewer,
+            keyed,
+            pending,
+            &Method::POST,
+            media,
+            Instant::now(),
+        )
+        .await
+        .into_response(media, inm.as_deref());
+    }
     match read_post(&headers, &body) {
         Err(e) => read_error(e).into_response(media, None),
-        Ok(Body::Single(input)) => execute(&app, viewer, input, &Method::POST, media)
-            .await
-            .into_response(media, inm.as_deref()),
+        Ok(Body::Single(input)) => {
+            let raw = is_json(&headers).then_some(body);
+            execute(&app, viewer, input, &Method::POST, media, raw)
+                .await
+                .into_response(media, inm.as_deref())
+        }
         Ok(Body::Batch(inputs)) => {
             let mut body = b"[".to_vec();
             let mut all_hits = true;
             for (i, input) in inputs.into_iter().enumerate() {
-                let part = execute(&app, viewer, input, &Method::POST, media).await;
+                let part = execute(&app, viewer, input, &Method::POST, media, None).await;
                 all_hits &= part.x_cache == "HIT";
                 if i > 0 {
                     body.push(b',');
@@ -163,7 +186,7 @@ pub async fn get(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQ
         Err(e) => return e.into_response(media, None),
     };
     let inm = if_none_match(&headers);
-    execute(&app, viewer, input, &Method::GET, media)
+    execute(&app, viewer, input, &Method::GET, media, None)
         .await
         .into_response(media, inm.as_deref())
 }
@@ -261,15 +284,53 @@ async fn persisted_query(app: &App, input: &mut GqlInput) -> Result<(), Executed
     Ok(())
 }
 
+/// A request body that may not be parsed yet: a body whose key came from
+/// the memo is parsed only if it has to be executed.
+pub enum Pending {
+    /// Already parsed.
+    Parsed(GqlInput),
+    /// A JSON body parsed once before.
+    Raw(Bytes),
+}
+
+impl Pending {
+    fn parse(self) -> Result<GqlInput, Executed> {
+        match self {
+            Pending::Parsed(input) => Ok(input),
+            Pending::Raw(body) => serde_json::from_slice(&body).map_err(|e| {
+                Executed::request_error(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    &format!("bad request body: {e}"),
+                )
+            }),
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| {
+            let v = v.split(';').next().unwrap_or("").trim();
+            v.eq_ignore_ascii_case("application/json") || v.is_empty()
+        })
+}
+
 /// Runs one operation: persisted query, cache, parsing, checks, execution.
+/// `raw` is the request's exact JSON body, remembered with its cache key
+/// when it is a plain cacheable query.
 pub async fn execute(
     app: &App,
     viewer: Viewer,
     mut input: GqlInput,
     method: &Method,
     media: Media,
+    raw: Option<Bytes>,
 ) -> Executed {
     let started = Instant::now();
+    let plain = input.extensions.is_none();
     if let Err(e) = persisted_query(app, &mut input).await {
         return e;
     }
@@ -283,40 +344,75 @@ pub async fn execute(
     let cache = &app.services.cache;
     let normalized = normalize(query);
     let is_query = !matches!(normalized.first_token.as_str(), "mutation" | "subscription");
-    let span = tracing::Span::current();
     if !(is_query && cache.query_cache_enabled()) {
         if is_query {
             cache.metrics.cache_bypasses.fetch_add(1, Ordering::Relaxed);
         }
-        span.record("cache.status", "BYPASS");
-        return run(app, viewer, input, method, media, None, started).await;
+        return run(
+            app,
+            viewer,
+            Pending::Parsed(input),
+            method,
+            media,
+            None,
+            started,
+        )
+        .await;
     }
-    let scope = match (normalized.mentions_viewer, viewer.user_id) {
-        (false, _) => Scope::Public,
-        (true, None) => Scope::Anonymous,
-        (true, Some(id)) => Scope::User(id),
-    };
-    let vars = canonical_variables(input.variables.as_ref());
-    let hash = request_hash(
-        &normalized.text,
+    let keyed = Arc::new(Keyed::new(
+        normalized,
         input.operation_name.as_deref(),
-        &vars,
-        &scope,
-    );
+        input.variables.as_ref(),
+    ));
+    if let Some(raw) = raw
+        && plain
+    {
+        app.keys.put(raw, keyed.clone());
+    }
+    let pending = Pending::Parsed(input);
+    execute_keyed(app, viewer, keyed, pending, method, media, started).await
+}
+
+/// Runs a cacheable query whose key parts are known: near copy, single
+/// flight, lookup, execution.
+async fn execute_keyed(
+    app: &App,
+    viewer: Viewer,
+    keyed: Arc<Keyed>,
+    input: Pending,
+    method: &Method,
+    media: Media,
+    started: Instant,
+) -> Executed {
+    let cache = &app.services.cache;
+    let scope = keyed.scope(viewer.user_id);
+    let hash = keyed.hash(&scope);
+    // a validated copy in this process needs no single flight
+    if let Some(entry) = cache.near_hit(&hash).await {
+        return hit(app, entry, &scope, started);
+    }
     let flights = &app.flights;
     let outcome = match flights.join(&hash) {
         Role::Follower(rx) => match follow(rx, std::time::Duration::from_secs(5)).await {
             Some(shared) => shared,
-            None => cached_run(app, viewer, input, method, media, &hash, scope, started).await,
+            None => {
+                Box::pin(cached_run(
+                    app, viewer, input, method, media, &hash, scope, started,
+                ))
+                .await
+            }
         },
         Role::Leader(leader) => {
-            let out = cached_run(app, viewer, input, method, media, &hash, scope, started).await;
+            // boxed: the miss path's futures (execution included) are large,
+            // and every layer above moves the request's future by value
+            let out = Box::pin(cached_run(
+                app, viewer, input, method, media, &hash, scope, started,
+            ))
+            .await;
             leader.finish(out.clone());
             out
         }
     };
-    span.record("cache.status", outcome.x_cache);
-    tracing::debug!(cache.status = outcome.x_cache, "graphql request");
     outcome
 }
 
@@ -324,7 +420,7 @@ pub async fn execute(
 async fn cached_run(
     app: &App,
     viewer: Viewer,
-    input: GqlInput,
+    input: Pending,
     method: &Method,
     media: Media,
     hash: &str,
@@ -404,13 +500,14 @@ fn hit(app: &App, entry: Entry, scope: &Scope, started: Instant) -> Executed {
 async fn run(
     app: &App,
     viewer: Viewer,
-    input: GqlInput,
+    input: Pending,
     method: &Method,
     media: Media,
     fill: Option<Fill<'_>>,
     started: Instant,
 ) -> Executed {
-    let out = run_inner(app, viewer, input, method, media, fill).await;
+    // boxed: execution's future is large (see execute_keyed)
+    let out = Box::pin(run_inner(app, viewer, input, method, media, fill)).await;
     let metrics = &app.services.cache.metrics;
     let hist = if out.1 == Some(OperationType::Mutation) {
         &metrics.mutation_latency
@@ -424,7 +521,7 @@ async fn run(
 async fn run_inner(
     app: &App,
     viewer: Viewer,
-    input: GqlInput,
+    input: Pending,
     method: &Method,
     media: Media,
     fill: Option<Fill<'_>>,
@@ -433,6 +530,13 @@ async fn run_inner(
     let release = async |fill: &Option<Fill<'_>>| {
         if let Some(f) = fill {
             cache.release(f.hash, f.snap).await;
+        }
+    };
+    let input = match input.parse() {
+        Ok(input) => input,
+        Err(e) => {
+            release(&fill).await;
+            return (e, None);
         }
     };
     let query = input.query.unwrap_or_default();

@@ -66,29 +66,45 @@ async fn request_context(req: Request, next: Next) -> Response {
                 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
         .map_or_else(new_request_id, str::to_owned);
+    // Fields are formatted once, when the span is created; status, cache
+    // status and duration go on the closing event (recording them on the
+    // span re-formatted its fields three more times per request).
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         method = %req.method(),
         path = %req.uri().path(),
-        status = tracing::field::Empty,
-        cache.status = tracing::field::Empty,
-        duration_us = tracing::field::Empty,
     );
     let started = Instant::now();
     let mut res = REQUEST_ID
         .scope(id.clone(), next.run(req).instrument(span.clone()))
         .await;
     let status = res.status().as_u16();
-    span.record("status", status);
-    span.record("duration_us", started.elapsed().as_micros() as u64);
-    span.in_scope(|| {
-        if status >= 500 {
-            tracing::warn!("request failed");
-        } else {
-            tracing::debug!("request done");
-        }
-    });
+    if status >= 500 || tracing::enabled!(tracing::Level::DEBUG) {
+        let cache_status = res
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        let duration_us = started.elapsed().as_micros() as u64;
+        span.in_scope(|| {
+            if status >= 500 {
+                tracing::warn!(
+                    status,
+                    cache.status = cache_status,
+                    duration_us,
+                    "request failed"
+                );
+            } else {
+                tracing::debug!(
+                    status,
+                    cache.status = cache_status,
+                    duration_us,
+                    "request done"
+                );
+            }
+        });
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID, v);
     }
