@@ -277,6 +277,9 @@ impl KeyMemo {
         if body.len() > MEMO_MAX_BODY {
             return;
         }
+        // a copy: the request's bytes may be a slice of a connection's read
+        // buffer, which a kept slice would keep alive whole
+        let body = bytes::Bytes::copy_from_slice(&body);
         let Ok(mut map) = self.map.lock() else { return };
         if map.len() >= MEMO_ENTRIES {
             map.clear();
