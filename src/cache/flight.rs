@@ -8,13 +8,13 @@ use tokio::sync::watch;
 
 /// Shares one computed value per key among concurrent callers.
 pub struct Flights<T: Clone> {
-    inflight: Mutex<HashMap<String, watch::Receiver<Option<T>>>>,
+    inflight: Mutex<HashMap<String, watch::Receiver<Option<T>>, foldhash::fast::RandomState>>,
 }
 
 impl<T: Clone> Default for Flights<T> {
     fn default() -> Self {
         Self {
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::default()),
         }
     }
 }

@@ -247,8 +247,12 @@ impl Keyed {
 /// Bounded by entries and body size; full means cleared (cheap, and hot
 /// bodies return at once).
 pub struct KeyMemo {
-    map: std::sync::Mutex<std::collections::HashMap<bytes::Bytes, std::sync::Arc<Keyed>>>,
+    map: std::sync::Mutex<MemoMap>,
 }
+
+/// Seeded per process: keys are request bodies, chosen by clients.
+type MemoMap =
+    std::collections::HashMap<bytes::Bytes, std::sync::Arc<Keyed>, foldhash::fast::RandomState>;
 
 /// Bodies kept at most.
 const MEMO_ENTRIES: usize = 8192;
@@ -258,7 +262,10 @@ const MEMO_MAX_BODY: usize = 4096;
 impl Default for KeyMemo {
     fn default() -> Self {
         Self {
-            map: std::sync::Mutex::new(std::collections::HashMap::with_capacity(1024)),
+            map: std::sync::Mutex::new(MemoMap::with_capacity_and_hasher(
+                1024,
+                foldhash::fast::RandomState::default(),
+            )),
         }
     }
 }

@@ -38,7 +38,7 @@ pub struct NearEntry {
 
 /// Bounded map of near entries (by total body bytes).
 pub struct NearCache {
-    map: Mutex<HashMap<String, NearEntry>>,
+    map: Mutex<HashMap<String, NearEntry, foldhash::fast::RandomState>>,
     bytes: AtomicU64,
     cap_bytes: u64,
 }
@@ -47,7 +47,7 @@ impl NearCache {
     /// A near cache holding at most `cap_bytes` of bodies.
     pub fn new(cap_bytes: u64) -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(HashMap::default()),
             bytes: AtomicU64::new(0),
             cap_bytes,
         }

@@ -607,7 +607,8 @@ mod tests {
 
     #[test]
     fn a_hit_uses_the_body_read_with_the_validated_etag() {
-        let found = read_lookup(script(1, "\"a\""), read("\"a\"", "{}"), "t".into()).unwrap();
+        let found =
+            read_lookup(script(1, "\"a\""), read("\"a\"", "{}"), "t".into()).expect("reply");
         let Found::Fresh(entry, generation) = found else {
             panic!("expected a hit, got {found:?}")
         };
@@ -618,7 +619,8 @@ mod tests {
     fn an_entry_replaced_between_script_and_read_is_a_miss() {
         // another instance stored a newer result in between: its body must
         // not be served under the ETag (and freshness) the script validated
-        let found = read_lookup(script(1, "\"a\""), read("\"b\"", "{}"), "t".into()).unwrap();
+        let found =
+            read_lookup(script(1, "\"a\""), read("\"b\"", "{}"), "t".into()).expect("reply");
         let Found::Miss(snap) = found else {
             panic!("expected a miss, got {found:?}")
         };
@@ -627,7 +629,7 @@ mod tests {
         // gone in between: the same
         let gone = Some(Value::Array(vec![Value::Null, Value::Null]));
         assert!(matches!(
-            read_lookup(script(2, "\"a\""), gone, "t".into()).unwrap(),
+            read_lookup(script(2, "\"a\""), gone, "t".into()).expect("reply"),
             Found::Miss(Snapshot { locked: true, .. })
         ));
     }

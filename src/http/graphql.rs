@@ -74,14 +74,19 @@ impl Executed {
         let mut res = if not_modified {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
-            let mut r = (self.status, self.body).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(media.content_type()),
-            );
+            let mut r = Response::new(axum::body::Body::from(self.body));
+            *r.status_mut() = self.status;
             r
         };
         let h = res.headers_mut();
+        // room for everything added here and by the middleware, in one allocation
+        h.reserve(self.headers.len() + 4);
+        if !not_modified {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(media.content_type()),
+            );
+        }
         for (name, value) in self.headers {
             h.insert(name, value);
         }
@@ -391,8 +396,7 @@ async fn execute_keyed(
     if let Some(entry) = cache.near_hit(&hash).await {
         return hit(app, entry, &scope, started);
     }
-    let flights = &app.flights;
-    let outcome = match flights.join(&hash) {
+    match app.flights.join(&hash) {
         Role::Follower(rx) => match follow(rx, std::time::Duration::from_secs(5)).await {
             Some(shared) => shared,
             None => {
@@ -412,8 +416,7 @@ async fn execute_keyed(
             leader.finish(out.clone());
             out
         }
-    };
-    outcome
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -462,13 +465,30 @@ struct Fill<'a> {
 }
 
 fn cache_control(scope: &Scope, max_age: u64) -> HeaderValue {
+    /// Values for the first ten minutes of max-age, built once (every hit
+    /// sends one): `[public…, private…]`.
+    const TABLE: u64 = 600;
+    static VALUES: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
+    let build = |visibility: &str, age: u64| {
+        HeaderValue::from_str(&format!("{visibility}, max-age={age}"))
+            .unwrap_or(HeaderValue::from_static("no-cache"))
+    };
     let visibility = if matches!(scope, Scope::User(_)) {
         "private"
     } else {
         "public"
     };
-    HeaderValue::from_str(&format!("{visibility}, max-age={max_age}"))
-        .unwrap_or(HeaderValue::from_static("no-cache"))
+    if max_age >= TABLE {
+        return build(visibility, max_age);
+    }
+    let values = VALUES.get_or_init(|| {
+        ["public", "private"]
+            .iter()
+            .flat_map(|v| (0..TABLE).map(move |age| build(v, age)))
+            .collect()
+    });
+    let offset = if visibility == "private" { TABLE } else { 0 };
+    values[(offset + max_age) as usize].clone()
 }
 
 fn entry_headers(entry: &Entry, scope: &Scope) -> Vec<(header::HeaderName, HeaderValue)> {
@@ -743,4 +763,18 @@ fn ensure_code(err: &mut ServerError) -> String {
         .get_or_insert_with(ErrorExtensionValues::default)
         .set("code", code);
     code.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_values_match_scope_and_age() {
+        let cc = |s: &Scope, age| cache_control(s, age).to_str().expect("ascii").to_owned();
+        assert_eq!(cc(&Scope::Public, 0), "public, max-age=0");
+        assert_eq!(cc(&Scope::Anonymous, 59), "public, max-age=59");
+        assert_eq!(cc(&Scope::User(3), 599), "private, max-age=599");
+        assert_eq!(cc(&Scope::User(3), 86_400), "private, max-age=86400");
+    }
 }

@@ -225,3 +225,84 @@ async fn internal_errors_are_generic_and_carry_the_request_id() {
     );
     assert!(message.contains(request_id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_cors_headers_and_preflights_succeed() {
+    let t = TestApp::new().await;
+    let preflight = t
+        .send(
+            Request::options("/graphql")
+                .header("origin", "https://app.example")
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "content-type,authorization",
+                )
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert!(preflight.status.is_success(), "{}", preflight.status);
+    assert_eq!(preflight.headers["access-control-allow-origin"], "*");
+    let allowed = preflight.headers["access-control-allow-headers"]
+        .to_str()
+        .expect("text")
+        .to_ascii_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+
+    let body = json!({ "query": "{ titles(first: 1) { totalCount } }" }).to_string();
+    let post = |origin: Option<&str>| {
+        let mut req = Request::post("/graphql").header("content-type", "application/json");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.body(Body::from(body.clone())).expect("req")
+    };
+    // twice each: the second is answered from the cache, through the same layers
+    for _ in 0..2 {
+        let res = t.send(post(Some("https://app.example"))).await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.headers["access-control-allow-origin"], "*");
+        let exposed = res.headers["access-control-expose-headers"]
+            .to_str()
+            .expect("text")
+            .to_ascii_lowercase();
+        assert!(exposed.contains("x-cache") && exposed.contains("etag"));
+        // not a CORS request, but a shared cache may hand it to a browser later
+        let res = t.send(post(None)).await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.headers["access-control-allow-origin"], "*");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cors_allow_list_is_enforced_and_varies_on_origin() {
+    let t = TestApp::with_config(nexora::config::Config {
+        cors_allowed_origins: vec!["https://app.example".into()],
+        ..crate::support::test_config()
+    })
+    .await;
+    let body = json!({ "query": "{ titles(first: 1) { totalCount } }" }).to_string();
+    let post = |origin: Option<&str>| {
+        let mut req = Request::post("/graphql").header("content-type", "application/json");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.body(Body::from(body.clone())).expect("req")
+    };
+    let allowed = t.send(post(Some("https://app.example"))).await;
+    assert_eq!(
+        allowed.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = t.send(post(Some("https://evil.example"))).await;
+    assert!(!other.headers.contains_key("access-control-allow-origin"));
+    let plain = t.send(post(None)).await;
+    assert!(!plain.headers.contains_key("access-control-allow-origin"));
+    let vary: Vec<_> = plain.headers.get_all("vary").iter().collect();
+    assert!(
+        vary.iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("origin"))),
+        "{vary:?}"
+    );
+}
