@@ -384,7 +384,10 @@ impl RedisBackend {
             if !tag_list.is_empty() {
                 tag_list.push(' ');
             }
-            tag_list.push_str(&tag_key(prefix, t));
+            // what `tag_key` makes, without a `format!` per tag
+            tag_list.push_str(prefix);
+            tag_list.push_str("cache:tag:");
+            tag_list.push_str(t);
         }
         let staging: [Plain; 2] = [
             (
