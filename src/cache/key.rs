@@ -244,10 +244,13 @@ impl Keyed {
 /// Remembers the [`Keyed`] of recently seen request bodies (exact bytes), so
 /// a repeated request is keyed without parsing its JSON, normalizing its
 /// document or hashing it again: on a cache hit those were most of the work.
-/// Bounded by entries and body size; full means cleared (cheap, and hot
-/// bodies return at once).
+/// A body is remembered the second time it is seen (bodies seen once, like
+/// W4's ever-new cursors, cost only a fingerprint). Bounded by entries and
+/// body size; full means cleared (cheap, and hot bodies return at once).
 pub struct KeyMemo {
     map: std::sync::Mutex<MemoMap>,
+    seen_once: std::sync::Mutex<std::collections::HashSet<u64>>,
+    fingerprint: foldhash::fast::RandomState,
 }
 
 /// Seeded per process: keys are request bodies, chosen by clients.
@@ -266,6 +269,8 @@ impl Default for KeyMemo {
                 1024,
                 foldhash::fast::RandomState::default(),
             )),
+            seen_once: std::sync::Mutex::new(std::collections::HashSet::new()),
+            fingerprint: foldhash::fast::RandomState::default(),
         }
     }
 }
@@ -284,6 +289,20 @@ impl KeyMemo {
         if body.len() > MEMO_MAX_BODY {
             return;
         }
+        use std::hash::BuildHasher;
+        let fingerprint = self.fingerprint.hash_one(&body[..]);
+        {
+            let Ok(mut seen) = self.seen_once.lock() else {
+                return;
+            };
+            if !seen.remove(&fingerprint) {
+                if seen.len() >= MEMO_ENTRIES {
+                    seen.clear();
+                }
+                seen.insert(fingerprint);
+                return;
+            }
+        }
         // a copy: the request's bytes may be a slice of a connection's read
         // buffer, which a kept slice would keep alive whole
         let body = bytes::Bytes::copy_from_slice(&body);
@@ -298,6 +317,33 @@ impl KeyMemo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memo_keeps_bodies_seen_twice_and_keys_them_like_a_parse() {
+        let memo = KeyMemo::default();
+        let body = bytes::Bytes::from_static(br#"{"query":"{ titles { totalCount } }"}"#);
+        let keyed = || {
+            std::sync::Arc::new(Keyed::new(
+                normalize("{ titles { totalCount } }"),
+                None,
+                None,
+            ))
+        };
+        memo.put(body.clone(), keyed());
+        assert!(memo.get(&body).is_none(), "seen once: only a fingerprint");
+        memo.put(body.clone(), keyed());
+        let hit = memo.get(&body).expect("seen twice: remembered");
+        assert_eq!(hit.public_hash, keyed().public_hash);
+        assert!(
+            memo.get(br#"{"query":"{ titles { totalCount } } "}"#)
+                .is_none(),
+            "exact bytes only"
+        );
+        let big = bytes::Bytes::from(vec![b' '; MEMO_MAX_BODY + 1]);
+        memo.put(big.clone(), keyed());
+        memo.put(big.clone(), keyed());
+        assert!(memo.get(&big).is_none(), "large bodies are keyed each time");
+    }
 
     #[test]
     fn layout_and_comments_do_not_matter_but_strings_do() {
