@@ -150,7 +150,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// when any origin is allowed, else `Vary: Origin`.
 #[derive(Clone)]
 struct CorsWhenOrigin {
-    cors: CorsLayer,
+    cors: std::sync::Arc<CorsLayer>,
     any_origin: bool,
 }
 
@@ -159,17 +159,19 @@ impl<S: Clone> tower::Layer<S> for CorsWhenOrigin {
 
     fn layer(&self, inner: S) -> Self::Service {
         CorsWhenOriginService {
-            cors: self.cors.layer(inner.clone()),
+            cors: self.cors.clone(),
             plain: inner,
             any_origin: self.any_origin,
         }
     }
 }
 
-/// See [`CorsWhenOrigin`].
+/// See [`CorsWhenOrigin`]. Holds the CORS configuration behind an `Arc`:
+/// axum clones route services for every request, and a `Cors` service
+/// clones its whole configuration with it.
 #[derive(Clone)]
 struct CorsWhenOriginService<S> {
-    cors: tower_http::cors::Cors<S>,
+    cors: std::sync::Arc<CorsLayer>,
     plain: S,
     any_origin: bool,
 }
@@ -221,17 +223,18 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        // both must be ready: either may take the request
-        match self.cors.poll_ready(cx) {
-            std::task::Poll::Ready(Ok(())) => self.plain.poll_ready(cx),
-            other => other,
-        }
+        self.plain.poll_ready(cx)
     }
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
         use futures::FutureExt;
         if req.headers().contains_key(header::ORIGIN) {
-            return futures::future::Either::Left(self.cors.call(req));
+            // `plain` is ready (checked above); the CORS wrapper around it
+            // adds nothing to readiness
+            let fresh = self.plain.clone();
+            let ready = std::mem::replace(&mut self.plain, fresh);
+            let mut cors = tower::Layer::layer(&*self.cors, ready);
+            return futures::future::Either::Left(cors.call(req));
         }
         let finish: Finish<R, S::Error> = if self.any_origin {
             any_origin_headers
@@ -255,6 +258,9 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(health::metrics))
         .with_state(app)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CorsWhenOrigin { cors, any_origin })
+        .layer(CorsWhenOrigin {
+            cors: std::sync::Arc::new(cors),
+            any_origin,
+        })
         .layer(middleware::from_fn(request_context))
 }
