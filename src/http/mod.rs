@@ -249,18 +249,24 @@ where
 pub fn router(app: App) -> Router {
     let cors = cors(&app.services.config.cors_allowed_origins);
     let any_origin = app.services.config.cors_allowed_origins.is_empty();
-    Router::new()
+    let routes = Router::new()
         .route("/", get(ide::graphiql))
         .route("/playground", get(ide::playground))
         .route("/graphql", get(ws::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .with_state(app)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app);
+    // The layers wrap the routes as a whole, not each route (`Router::layer`
+    // does the latter, and axum clones a route's whole layered stack for
+    // every request it serves).
+    let layered = tower::ServiceBuilder::new()
+        .layer(middleware::from_fn(request_context))
         .layer(CorsWhenOrigin {
             cors: std::sync::Arc::new(cors),
             any_origin,
         })
-        .layer(middleware::from_fn(request_context))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .service(routes);
+    Router::new().fallback_service(layered)
 }
