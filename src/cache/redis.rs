@@ -72,8 +72,8 @@ return {0, '', 0, gen, epoch, locked}
 /// KEYS: stage, entry, epoch, gen, lock. ARGV: start gen, start epoch, px, lock token.
 const STORE: &str = r"
 local ok = 1
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then ok = 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then ok = 0 end
+if ok == 1 and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then ok = 0 end
 if ok == 1 and (redis.call('GET', KEYS[4]) or '0') ~= ARGV[1] then
   local t = redis.call('HGET', KEYS[1], 't')
   if t and t ~= '' then
