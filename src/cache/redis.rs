@@ -21,6 +21,28 @@ use super::{Entry, Found, Snapshot, StoreArgs, keys};
 // scripts handle metadata only; bodies travel in plain commands pipelined
 // with them (see `lookup` and `store`).
 
+/// Lua shared by [`LOOKUP`] and [`STORE`]: whether any tag the entry (or
+/// staged entry) `key` lists was invalidated after generation `g` (tag
+/// versions are generation values). Reads the tag list only when called.
+macro_rules! invalidated_since {
+    () => {
+        r"
+local function invalidated_since(key, g)
+  local t = redis.call('HGET', key, 't')
+  if not t or t == '' then return false end
+  local keys = {}
+  for k in string.gmatch(t, '%S+') do keys[#keys + 1] = k end
+  local cur = redis.call('MGET', unpack(keys))
+  g = tonumber(g)
+  for i = 1, #cur do
+    if tonumber(cur[i] or '0') > g then return true end
+  end
+  return false
+end
+"
+    };
+}
+
 /// Returns `{1, etag, fresh_until, gen, epoch}` when the entry is current
 /// and fresh. An entry is current while the epoch is unchanged and no tag it
 /// read was invalidated after the generation its read began at (`g`): tag
@@ -32,25 +54,15 @@ use super::{Entry, Found, Snapshot, StoreArgs, keys};
 /// `{0, '', 0, gen, epoch, locked}`. The body is read by the `HMGET e b`
 /// pipelined right after this script; equal ETags prove it is this entry's.
 /// KEYS: entry, epoch, gen, lock. ARGV: now_ms, lock token, lock px (0: no lock).
-const LOOKUP: &str = r"
+const LOOKUP: &str = concat!(
+    invalidated_since!(),
+    r"
 local e = redis.call('HMGET', KEYS[1], 'e', 'f', 'p', 'g')
 local epoch = redis.call('GET', KEYS[2]) or '0'
 local gen = redis.call('GET', KEYS[3]) or '0'
 local stale = false
 if e[1] and e[3] == epoch then
-  local valid = true
-  if gen ~= e[4] then
-    local t = redis.call('HGET', KEYS[1], 't')
-    if t and t ~= '' then
-      local keys = {}
-      for k in string.gmatch(t, '%S+') do keys[#keys + 1] = k end
-      local cur = redis.call('MGET', unpack(keys))
-      local g = tonumber(e[4])
-      for i = 1, #cur do
-        if tonumber(cur[i] or '0') > g then valid = false break end
-      end
-    end
-  end
+  local valid = gen == e[4] or not invalidated_since(KEYS[1], e[4])
   if valid and tonumber(e[2]) > tonumber(ARGV[1]) then
     return {1, e[1], e[2], gen, epoch}
   end
@@ -60,7 +72,8 @@ local locked = 0
 if ARGV[3] ~= '0' and redis.call('SET', KEYS[4], ARGV[2], 'NX', 'PX', ARGV[3]) then locked = 1 end
 if stale then return {2, e[1], e[2], gen, epoch, locked} end
 return {0, '', 0, gen, epoch, locked}
-";
+"
+);
 
 /// Publishes a staged entry (a hash with every field, written by the
 /// `HSET` pipelined just before) only if nothing it depends on was
@@ -70,21 +83,15 @@ return {0, '', 0, gen, epoch, locked}
 /// `RENAME` replaces the previous entry in one step; a refused stage is
 /// deleted. Releases the fill lock if held.
 /// KEYS: stage, entry, epoch, gen, lock. ARGV: start gen, start epoch, px, lock token.
-const STORE: &str = r"
+const STORE: &str = concat!(
+    invalidated_since!(),
+    r"
 local ok = 1
 if redis.call('EXISTS', KEYS[1]) == 0 then ok = 0 end
 if ok == 1 and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then ok = 0 end
-if ok == 1 and (redis.call('GET', KEYS[4]) or '0') ~= ARGV[1] then
-  local t = redis.call('HGET', KEYS[1], 't')
-  if t and t ~= '' then
-    local keys = {}
-    for k in string.gmatch(t, '%S+') do keys[#keys + 1] = k end
-    local cur = redis.call('MGET', unpack(keys))
-    local start = tonumber(ARGV[1])
-    for i = 1, #cur do
-      if tonumber(cur[i] or '0') > start then ok = 0 break end
-    end
-  end
+if ok == 1 and (redis.call('GET', KEYS[4]) or '0') ~= ARGV[1]
+   and invalidated_since(KEYS[1], ARGV[1]) then
+  ok = 0
 end
 if ok == 1 then
   redis.call('RENAME', KEYS[1], KEYS[2])
@@ -94,7 +101,8 @@ else
 end
 if ARGV[4] ~= '' and redis.call('GET', KEYS[5]) == ARGV[4] then redis.call('DEL', KEYS[5]) end
 return ok
-";
+"
+);
 
 /// Bumps the generation and stamps it on every tag. KEYS: gen, tags… ARGV: tag ttl ms.
 const INVALIDATE: &str = r"
@@ -274,18 +282,9 @@ impl RedisBackend {
         keys: Vec<String>,
         args: Vec<Value>,
     ) -> Result<Value, Error> {
-        let sha = self.sha(script).await?;
-        match self
-            .client
-            .evalsha::<Value, _, _, _>(sha, keys.clone(), args.clone())
+        self.pipelined(script, &keys, &args, &[], &[])
             .await
-        {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                let sha = self.load(script).await?;
-                self.client.evalsha(sha, keys, args).await
-            }
-            other => other,
-        }
+            .map(|(reply, _)| reply)
     }
 
     /// The loaded hash of `script`, loading it first when needed.
@@ -384,10 +383,7 @@ impl RedisBackend {
             if !tag_list.is_empty() {
                 tag_list.push(' ');
             }
-            // what `tag_key` makes, without a `format!` per tag
-            tag_list.push_str(prefix);
-            tag_list.push_str("cache:tag:");
-            tag_list.push_str(t);
+            push_tag_key(&mut tag_list, prefix, t);
         }
         let staging: [Plain; 2] = [
             (
@@ -573,7 +569,16 @@ fn bad_reply() -> Error {
 
 /// The Redis key of a tag's version.
 pub fn tag_key(prefix: &str, tag: &str) -> String {
-    format!("{prefix}cache:tag:{tag}")
+    let mut key = String::with_capacity(prefix.len() + 10 + tag.len());
+    push_tag_key(&mut key, prefix, tag);
+    key
+}
+
+/// Appends a tag's key to `out` (no `format!`: a store writes one per tag).
+fn push_tag_key(out: &mut String, prefix: &str, tag: &str) {
+    out.push_str(prefix);
+    out.push_str("cache:tag:");
+    out.push_str(tag);
 }
 
 fn rand_suffix() -> u64 {
