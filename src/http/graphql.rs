@@ -24,7 +24,7 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use super::request::{Body, GqlInput, Media, ReadError, read_get, read_post};
+use super::request::{Body, GqlInput, Media, ReadError, is_json, read_get, read_post, read_single};
 use crate::{
     app::App,
     cache::{
@@ -95,7 +95,8 @@ impl Executed {
     }
 }
 
-const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
+/// HIT, MISS or BYPASS on every `/graphql` response.
+pub const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
 
 fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     if_none_match.trim() == "*"
@@ -123,9 +124,8 @@ pub async fn post(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Re
         Ok(v) => v,
         Err(e) => return e.into_response(media, None),
     };
-    if is_json(&headers)
-        && let Some(keyed) = app.keys.get(&body)
-    {
+    let json = is_json(&headers);
+    if json && let Some(keyed) = app.keys.get(&body) {
         // seen before: keyed without parsing; parsed only if executed
         let pending = Pending::Raw(body);
         return execute_keyed(
@@ -143,7 +143,7 @@ pub async fn post(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Re
     match read_post(&headers, &body) {
         Err(e) => read_error(e).into_response(media, None),
         Ok(Body::Single(input)) => {
-            let raw = is_json(&headers).then_some(body);
+            let raw = json.then_some(body);
             execute(&app, viewer, input, &Method::POST, media, raw)
                 .await
                 .into_response(media, inm.as_deref())
@@ -302,25 +302,9 @@ impl Pending {
     fn parse(self) -> Result<GqlInput, Executed> {
         match self {
             Pending::Parsed(input) => Ok(input),
-            Pending::Raw(body) => serde_json::from_slice(&body).map_err(|e| {
-                Executed::request_error(
-                    StatusCode::BAD_REQUEST,
-                    "BAD_REQUEST",
-                    &format!("bad request body: {e}"),
-                )
-            }),
+            Pending::Raw(body) => read_single(&body).map_err(read_error),
         }
     }
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| {
-            let v = v.split(';').next().unwrap_or("").trim();
-            v.eq_ignore_ascii_case("application/json") || v.is_empty()
-        })
 }
 
 /// Runs one operation: persisted query, cache, parsing, checks, execution.
@@ -396,23 +380,20 @@ async fn execute_keyed(
     if let Some(entry) = cache.near_hit(&hash).await {
         return hit(app, entry, &scope, started);
     }
+    // boxed: the miss path's futures (execution included) are large, and
+    // every layer above moves the request's future by value
+    let compute = || {
+        Box::pin(cached_run(
+            app, viewer, input, method, media, &hash, scope, started,
+        ))
+    };
     match app.flights.join(&hash) {
         Role::Follower(rx) => match follow(rx, std::time::Duration::from_secs(5)).await {
             Some(shared) => shared,
-            None => {
-                Box::pin(cached_run(
-                    app, viewer, input, method, media, &hash, scope, started,
-                ))
-                .await
-            }
+            None => compute().await,
         },
         Role::Leader(leader) => {
-            // boxed: the miss path's futures (execution included) are large,
-            // and every layer above moves the request's future by value
-            let out = Box::pin(cached_run(
-                app, viewer, input, method, media, &hash, scope, started,
-            ))
-            .await;
+            let out = compute().await;
             leader.finish(out.clone());
             out
         }

@@ -82,7 +82,7 @@ async fn request_context(req: Request, next: Next) -> Response {
     if status >= 500 || tracing::enabled!(tracing::Level::DEBUG) {
         let cache_status = res
             .headers()
-            .get("x-cache")
+            .get(graphql::X_CACHE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
         let duration_us = started.elapsed().as_micros() as u64;
@@ -132,12 +132,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("apollographql-client-version"),
             HeaderName::from_static("apollo-require-preflight"),
         ])
-        .expose_headers([
-            X_REQUEST_ID,
-            HeaderName::from_static("x-cache"),
-            header::ETAG,
-            header::RETRY_AFTER,
-        ])
+        .expose_headers(EXPOSED)
         .max_age(std::time::Duration::from_secs(600))
 }
 
@@ -178,7 +173,24 @@ struct CorsWhenOriginService<S> {
 
 type Finish<R, E> = fn(Result<axum::http::Response<R>, E>) -> Result<axum::http::Response<R>, E>;
 
-const EXPOSED: &str = "x-request-id,x-cache,etag,retry-after";
+/// Response headers browsers may read (both CORS paths send this list).
+const EXPOSED: [HeaderName; 4] = [
+    X_REQUEST_ID,
+    graphql::X_CACHE,
+    header::ETAG,
+    header::RETRY_AFTER,
+];
+
+/// [`EXPOSED`] as one header value, built once.
+fn exposed_value() -> HeaderValue {
+    static VALUE: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    VALUE
+        .get_or_init(|| {
+            let names = EXPOSED.map(|n| n.as_str().to_owned()).join(",");
+            HeaderValue::from_str(&names).expect("header names are valid values")
+        })
+        .clone()
+}
 
 fn any_origin_headers<R, E>(
     res: Result<axum::http::Response<R>, E>,
@@ -189,10 +201,7 @@ fn any_origin_headers<R, E>(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
         );
-        h.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(EXPOSED),
-        );
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, exposed_value());
         r
     })
 }

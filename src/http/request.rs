@@ -40,8 +40,10 @@ pub enum ReadError {
 }
 
 /// Parses a POST body according to its Content-Type.
-pub fn read_post(headers: &HeaderMap, body: &[u8]) -> Result<Body, ReadError> {
-    let ctype = headers
+/// The request's media type, lower-case, without parameters (a missing
+/// Content-Type counts as JSON).
+fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
@@ -49,9 +51,32 @@ pub fn read_post(headers: &HeaderMap, body: &[u8]) -> Result<Body, ReadError> {
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+fn is_json_type(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/json" | "application/graphql-response+json" | ""
+    )
+}
+
+/// Whether [`read_post`] reads this body as JSON.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    is_json_type(&media_type(headers))
+}
+
+/// One JSON request object, as [`read_post`] reads it.
+pub fn read_single(body: &[u8]) -> Result<GqlInput, ReadError> {
+    serde_json::from_slice::<GqlInput>(body)
+        .map_err(|e| ReadError::Malformed(format!("bad request body: {e}")))
+}
+
+/// Parses a POST body according to its Content-Type.
+pub fn read_post(headers: &HeaderMap, body: &[u8]) -> Result<Body, ReadError> {
+    let ctype = media_type(headers);
     match ctype.as_str() {
-        "application/json" | "application/graphql-response+json" | "" => {
+        t if is_json_type(t) => {
             let first = body.iter().find(|b| !b.is_ascii_whitespace());
             if first == Some(&b'[') {
                 let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
@@ -73,10 +98,8 @@ pub fn read_post(headers: &HeaderMap, body: &[u8]) -> Result<Body, ReadError> {
                     "the body must be a JSON object with a `query` (or an array of them)".into(),
                 ));
             }
-            // one pass straight into the request type (the hot path of every hit)
-            serde_json::from_slice::<GqlInput>(body)
-                .map(Body::Single)
-                .map_err(|e| ReadError::Malformed(format!("bad request body: {e}")))
+            // one pass straight into the request type
+            read_single(body).map(Body::Single)
         }
         "application/graphql" => {
             let query = String::from_utf8(body.to_vec())

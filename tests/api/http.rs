@@ -272,6 +272,10 @@ async fn browsers_get_cors_headers_and_preflights_succeed() {
         let res = t.send(post(None)).await;
         assert_eq!(res.status, 200);
         assert_eq!(res.headers["access-control-allow-origin"], "*");
+        assert_eq!(
+            res.headers["access-control-expose-headers"],
+            "x-request-id,x-cache,etag,retry-after"
+        );
     }
 }
 
