@@ -67,7 +67,8 @@ pub struct Metrics {
     pub cache_stale_served: AtomicU64,
     /// Results stored.
     pub cache_stores: AtomicU64,
-    /// Results not stored because something they read changed meanwhile.
+    /// Results not stored because something they read changed meanwhile
+    /// (in-process backend; Redis stores them and every lookup refuses them).
     pub cache_store_races: AtomicU64,
     /// Tags invalidated.
     pub cache_invalidations: AtomicU64,
@@ -115,7 +116,7 @@ impl Metrics {
             ),
             (
                 "nexora_cache_store_races_total",
-                "Results not stored because a write changed what they read",
+                "Results not stored because a write changed what they read (in-process cache; with Redis every lookup refuses them instead)",
                 &self.cache_store_races,
             ),
             (

@@ -1,7 +1,8 @@
 //! The in-process backend (`REDIS_URL=memory`, or `serve --demo` without a
-//! Redis): the same semantics as the Redis scripts — tag versions, epoch,
-//! store-only-if-unchanged, fill locks, sliding-window rate limits, persisted
-//! queries — for a single instance. Bounded: past `MAX_ENTRIES` the expired
+//! Redis): the same semantics as the Redis backend — tag versions, epoch,
+//! fill locks, sliding-window rate limits, persisted queries — for a single
+//! instance. A store that raced a write is refused here already (the check
+//! is free in process); Redis stores it and its lookups refuse it. Bounded: past `MAX_ENTRIES` the expired
 //! entries go first, then the oldest tenth.
 
 use std::{

@@ -7,9 +7,10 @@
 //! - Each result is stored with the version of every tag it read; a lookup
 //!   (one script, one round trip) returns it only while all versions and the
 //!   global epoch are unchanged. Invalidation bumps versions: O(tags).
-//! - A miss captures the generation counter before executing; the store
-//!   script refuses the result if any of its tags was bumped past it, so a
-//!   slow read that raced a write is never stored as fresh.
+//! - A miss captures the generation counter before executing and the entry
+//!   records it; tag versions are generation values, so a lookup refuses an
+//!   entry any of whose tags was bumped past it: a slow read that raced a
+//!   write is never served. Stores are therefore plain writes (no script).
 //! - An invalidation that cannot reach Redis marks the instance dirty: it
 //!   serves no hit until it has bumped the epoch (invalidating everything),
 //!   and so does every reconnect to Redis. Other instances learn of the write
@@ -426,16 +427,12 @@ impl Cache {
                 if !self.breaker.allow() {
                     return None;
                 }
-                match r.store(&self.prefix, &args).await {
-                    Ok(ok) => {
-                        self.succeeded();
-                        ok
-                    }
-                    Err(e) => {
-                        self.failed("store", &e);
-                        false
-                    }
+                if let Err(e) = r.store(&self.prefix, &args).await {
+                    self.failed("store", &e);
+                    return None;
                 }
+                self.succeeded();
+                true
             }
         };
         if stored {
@@ -605,8 +602,9 @@ impl Cache {
     }
 }
 
-/// A strong ETag over the response bytes.
+/// A strong ETag over the response bytes: the body's 128-bit XXH3 (equal
+/// bodies get equal ETags, so a recomputed but unchanged result still
+/// answers `If-None-Match` with 304).
 pub fn etag_of(body: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    format!("\"{}\"", &hex::encode(Sha256::digest(body))[..32])
+    format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(body))
 }

@@ -18,30 +18,8 @@ use super::{Entry, Found, Snapshot, StoreArgs, keys};
 // Response bodies never pass through Lua: Redis's Lua hashes every byte of
 // every string it creates, which made a 5 KB body cost more than the rest of
 // a script (profiled: ~30 µs per store, most of Redis's CPU on a miss). The
-// scripts handle metadata only; bodies travel in plain commands pipelined
-// with them (see `lookup` and `store`).
-
-/// Lua shared by [`LOOKUP`] and [`STORE`]: whether any tag the entry (or
-/// staged entry) `key` lists was invalidated after generation `g` (tag
-/// versions are generation values). Reads the tag list only when called.
-macro_rules! invalidated_since {
-    () => {
-        r"
-local function invalidated_since(key, g)
-  local t = redis.call('HGET', key, 't')
-  if not t or t == '' then return false end
-  local keys = {}
-  for k in string.gmatch(t, '%S+') do keys[#keys + 1] = k end
-  local cur = redis.call('MGET', unpack(keys))
-  g = tonumber(g)
-  for i = 1, #cur do
-    if tonumber(cur[i] or '0') > g then return true end
-  end
-  return false
-end
-"
-    };
-}
+// lookup script handles metadata only and the body travels in a plain
+// command pipelined with it; a store is plain commands (see `store`).
 
 /// Returns `{1, etag, fresh_until, gen, epoch}` when the entry is current
 /// and fresh. An entry is current while the epoch is unchanged and no tag it
@@ -54,9 +32,24 @@ end
 /// `{0, '', 0, gen, epoch, locked}`. The body is read by the `HMGET e b`
 /// pipelined right after this script; equal ETags prove it is this entry's.
 /// KEYS: entry, epoch, gen, lock. ARGV: now_ms, lock token, lock px (0: no lock).
-const LOOKUP: &str = concat!(
-    invalidated_since!(),
-    r"
+/// Tag versions are generation values, and an entry records the generation
+/// its read began at (`g`), so this check alone keeps a read that raced a
+/// write from being served: such an entry is stored (stores are plain
+/// commands) but fails here. The tag list is read only when the generation
+/// moved since `g`.
+const LOOKUP: &str = r"
+local function invalidated_since(key, g)
+  local t = redis.call('HGET', key, 't')
+  if not t or t == '' then return false end
+  local keys = {}
+  for k in string.gmatch(t, '%S+') do keys[#keys + 1] = k end
+  local cur = redis.call('MGET', unpack(keys))
+  g = tonumber(g)
+  for i = 1, #cur do
+    if tonumber(cur[i] or '0') > g then return true end
+  end
+  return false
+end
 local e = redis.call('HMGET', KEYS[1], 'e', 'f', 'p', 'g')
 local epoch = redis.call('GET', KEYS[2]) or '0'
 local gen = redis.call('GET', KEYS[3]) or '0'
@@ -72,37 +65,7 @@ local locked = 0
 if ARGV[3] ~= '0' and redis.call('SET', KEYS[4], ARGV[2], 'NX', 'PX', ARGV[3]) then locked = 1 end
 if stale then return {2, e[1], e[2], gen, epoch, locked} end
 return {0, '', 0, gen, epoch, locked}
-"
-);
-
-/// Publishes a staged entry (a hash with every field, written by the
-/// `HSET` pipelined just before) only if nothing it depends on was
-/// invalidated since the read began (epoch unchanged, no tag version above
-/// the start generation; the tags need not be read when the generation has
-/// not moved): a slow read can never put an old result back after a write.
-/// `RENAME` replaces the previous entry in one step; a refused stage is
-/// deleted. Releases the fill lock if held.
-/// KEYS: stage, entry, epoch, gen, lock. ARGV: start gen, start epoch, px, lock token.
-const STORE: &str = concat!(
-    invalidated_since!(),
-    r"
-local ok = 1
-if redis.call('EXISTS', KEYS[1]) == 0 then ok = 0 end
-if ok == 1 and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then ok = 0 end
-if ok == 1 and (redis.call('GET', KEYS[4]) or '0') ~= ARGV[1]
-   and invalidated_since(KEYS[1], ARGV[1]) then
-  ok = 0
-end
-if ok == 1 then
-  redis.call('RENAME', KEYS[1], KEYS[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-else
-  redis.call('DEL', KEYS[1])
-end
-if ARGV[4] ~= '' and redis.call('GET', KEYS[5]) == ARGV[4] then redis.call('DEL', KEYS[5]) end
-return ok
-"
-);
+";
 
 /// Bumps the generation and stamps it on every tag. KEYS: gen, tags… ARGV: tag ttl ms.
 const INVALIDATE: &str = r"
@@ -166,7 +129,6 @@ impl Script {
 pub struct RedisBackend {
     client: Client,
     lookup: Script,
-    store: Script,
     invalidate: Script,
     epoch: Script,
     unlock: Script,
@@ -215,7 +177,6 @@ impl RedisBackend {
         Self {
             client,
             lookup: Script::new(LOOKUP),
-            store: Script::new(STORE),
             invalidate: Script::new(INVALIDATE),
             epoch: Script::new(EPOCH),
             unlock: Script::new(UNLOCK),
@@ -256,7 +217,6 @@ impl RedisBackend {
     async fn load_scripts(&self) -> Result<(), Error> {
         for s in [
             &self.lookup,
-            &self.store,
             &self.invalidate,
             &self.epoch,
             &self.unlock,
@@ -314,18 +274,12 @@ impl RedisBackend {
             for (name, argv) in before {
                 let () = p.custom(plain(name), argv.clone()).await?;
             }
-            // fred's pipelines have no `evalsha`; the command is sent as is
             let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
             argv.push(sha.as_str().into());
             argv.push(int(keys.len() as u64));
             argv.extend(keys.iter().map(|k| Value::from(k.as_str())));
             argv.extend(args.iter().cloned());
-            let () = p
-                .custom(
-                    CustomCommand::new_static("EVALSHA", ClusterHash::Offset(2), false),
-                    argv,
-                )
-                .await?;
+            let () = p.custom(evalsha(), argv).await?;
             for (name, argv) in after {
                 let () = p.custom(plain(name), argv.clone()).await?;
             }
@@ -367,8 +321,13 @@ impl RedisBackend {
         read_lookup(script, after.into_iter().next(), token)
     }
 
-    /// Stores `entry` unless invalidated since `snap`; true when stored.
-    pub async fn store(&self, prefix: &str, args: &StoreArgs<'_>) -> Result<bool, Error> {
+    /// Stores `entry` (and releases the fill lock when held): plain commands
+    /// in one round trip, `HSET` and `PEXPIRE` in a `MULTI` block so an entry
+    /// never outlives its lifetime. Nothing is checked here: the entry
+    /// records the generation and epoch its read began at, and every lookup
+    /// checks them (see [`LOOKUP`]), so a result that raced a write is stored
+    /// but never served.
+    pub async fn store(&self, prefix: &str, args: &StoreArgs<'_>) -> Result<(), Error> {
         let StoreArgs {
             hash,
             snap,
@@ -377,7 +336,6 @@ impl RedisBackend {
             px,
         } = *args;
         let k = keys(prefix, hash);
-        let stage = format!("{prefix}cache:stage:{hash}:{}", snap.token);
         let mut tag_list = String::with_capacity(tags.len() * (prefix.len() + 24));
         for t in tags {
             if !tag_list.is_empty() {
@@ -385,43 +343,58 @@ impl RedisBackend {
             }
             push_tag_key(&mut tag_list, prefix, t);
         }
-        let staging: [Plain; 2] = [
-            (
-                "HSET",
-                vec![
-                    stage.as_str().into(),
-                    "b".into(),
-                    Value::Bytes(entry.body.clone()),
-                    "e".into(),
-                    entry.etag.as_str().into(),
-                    "f".into(),
-                    int(entry.fresh_until_ms),
-                    "p".into(),
-                    int(snap.epoch),
-                    "t".into(),
-                    tag_list.into(),
-                    "g".into(),
-                    int(snap.generation),
-                ],
-            ),
-            // only a store whose script never ran leaves a stage behind
-            ("PEXPIRE", vec![stage.as_str().into(), int(STAGE_PX)]),
+        let p = self.client.pipeline();
+        let () = p.custom(plain("MULTI"), Vec::<Value>::new()).await?;
+        let fields: Vec<Value> = vec![
+            k.entry.as_str().into(),
+            "b".into(),
+            Value::Bytes(entry.body.clone()),
+            "e".into(),
+            entry.etag.as_str().into(),
+            "f".into(),
+            int(entry.fresh_until_ms),
+            "p".into(),
+            int(snap.epoch),
+            "t".into(),
+            tag_list.into(),
+            "g".into(),
+            int(snap.generation),
         ];
-        let (stored, _) = self
-            .pipelined(
-                &self.store,
-                &[stage.clone(), k.entry, k.epoch, k.generation, k.lock],
-                &[
-                    int(snap.generation),
-                    int(snap.epoch),
-                    int(px),
-                    snap.token.as_str().into(),
-                ],
-                &staging,
-                &[],
-            )
+        let () = p.custom(plain("HSET"), fields).await?;
+        let () = p
+            .custom(plain("PEXPIRE"), vec![Value::from(k.entry), int(px)])
             .await?;
-        Ok(stored.as_u64() == Some(1))
+        let () = p.custom(plain("EXEC"), Vec::<Value>::new()).await?;
+        let unlock = match (snap.locked, self.unlock.sha()) {
+            (true, Some(sha)) => {
+                let argv = vec![
+                    sha.into(),
+                    int(1),
+                    k.lock.as_str().into(),
+                    snap.token.as_str().into(),
+                ];
+                let () = p.custom(evalsha(), argv).await?;
+                true
+            }
+            _ => false,
+        };
+        let replies = p.try_all::<Value>().await;
+        // MULTI, the two QUEUED, then EXEC's replies: an error in the block
+        // (out of memory, say) is an error of the store
+        match replies.get(3) {
+            Some(Ok(Value::Array(results))) if results.len() == 2 => {}
+            Some(Err(e)) => return Err(e.clone()),
+            _ => return Err(bad_reply()),
+        }
+        match replies.get(4) {
+            // the script was lost (Redis restarted): one more round trip
+            Some(Err(e)) if e.details().starts_with("NOSCRIPT") => {
+                self.unlock(prefix, hash, &snap.token).await
+            }
+            Some(Err(e)) => Err(e.clone()),
+            _ if snap.locked && !unlock => self.unlock(prefix, hash, &snap.token).await,
+            _ => Ok(()),
+        }
     }
 
     /// Releases a fill lock we hold (when nothing is stored).
@@ -514,8 +487,10 @@ fn plain(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, ClusterHash::Offset(0), false)
 }
 
-/// How long a staged entry lives if its store script never runs.
-const STAGE_PX: u64 = 60_000;
+/// `EVALSHA sha numkeys keys… args…` (fred's pipelines have no `evalsha`).
+fn evalsha() -> CustomCommand {
+    CustomCommand::new_static("EVALSHA", ClusterHash::Offset(2), false)
+}
 
 /// Reads the lookup script's reply and the pipelined `HMGET e b`. The body is
 /// used only when its ETag equals the one the script validated (an entry
