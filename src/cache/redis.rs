@@ -15,28 +15,29 @@ use fred::{
 
 use super::{Entry, Found, Snapshot, StoreArgs, keys};
 
-// Response bodies never pass through Lua: Redis's Lua hashes every byte of
-// every string it creates, which made a 5 KB body cost more than the rest of
-// a script (profiled: ~30 µs per store, most of Redis's CPU on a miss). The
-// lookup script handles metadata only and the body travels in a plain
-// command pipelined with it; a store is plain commands (see `store`).
+// Bodies and the Lua scripts: Redis's Lua hashes every byte of every string
+// it creates (~6 µs for a 5 KB body here), so a store never hands its body
+// to a script (it is an `HSET`, then the small `SEAL` script), and a lookup
+// reads the body into Lua only when it returns it, for an entry it found.
+// Each command costs a packet (fred writes every command of a pipeline on
+// its own), and under W4 every packet cost about one context switch across
+// server and Redis: hence one command per lookup, two per store.
 
-/// Returns `{1, etag, fresh_until, gen, epoch}` when the entry is current
-/// and fresh. An entry is current while the epoch is unchanged and no tag it
-/// read was invalidated after the generation its read began at (`g`): tag
-/// versions are generation values, so that is "every version <= g" — and
-/// when the generation counter still reads `g`, nothing was invalidated at
-/// all and the tags are not even read. Otherwise tries to take the fill lock
-/// and returns `{2, etag, fresh_until, gen, epoch, locked}` for a current
-/// entry past freshness (served only if Postgres fails), or
-/// `{0, '', 0, gen, epoch, locked}`. The body is read by the `HMGET e b`
-/// pipelined right after this script; equal ETags prove it is this entry's.
+/// Returns `{1, etag, fresh_until, gen, epoch, 0, body}` when the entry is
+/// current and fresh. An entry is current while the epoch is unchanged and
+/// no tag it read was invalidated after the generation its read began at
+/// (`g`): tag versions are generation values, so that is "every version <=
+/// g" — and when the generation counter still reads `g`, nothing was
+/// invalidated at all and the tags are not even read. Otherwise tries to
+/// take the fill lock and returns `{2, etag, fresh_until, gen, epoch,
+/// locked, body}` for a current entry past freshness (served only if
+/// Postgres fails), or `{0, '', 0, gen, epoch, locked}`.
 /// KEYS: entry, epoch, gen, lock. ARGV: now_ms, lock token, lock px (0: no lock).
+///
 /// Tag versions are generation values, and an entry records the generation
-/// its read began at (`g`), so this check alone keeps a read that raced a
-/// write from being served: such an entry is stored (stores are plain
-/// commands) but fails here. The tag list is read only when the generation
-/// moved since `g`.
+/// its read began at, so this check alone keeps a read that raced a write
+/// from being served: such an entry is stored (stores check nothing) but
+/// fails here.
 const LOOKUP: &str = r"
 local function invalidated_since(key, g)
   local t = redis.call('HGET', key, 't')
@@ -57,13 +58,13 @@ local stale = false
 if e[1] and e[3] == epoch then
   local valid = gen == e[4] or not invalidated_since(KEYS[1], e[4])
   if valid and tonumber(e[2]) > tonumber(ARGV[1]) then
-    return {1, e[1], e[2], gen, epoch}
+    return {1, e[1], e[2], gen, epoch, 0, redis.call('HGET', KEYS[1], 'b')}
   end
   stale = valid
 end
 local locked = 0
 if ARGV[3] ~= '0' and redis.call('SET', KEYS[4], ARGV[2], 'NX', 'PX', ARGV[3]) then locked = 1 end
-if stale then return {2, e[1], e[2], gen, epoch, locked} end
+if stale then return {2, e[1], e[2], gen, epoch, locked, redis.call('HGET', KEYS[1], 'b')} end
 return {0, '', 0, gen, epoch, locked}
 ";
 
@@ -72,6 +73,20 @@ const INVALIDATE: &str = r"
 local g = redis.call('INCR', KEYS[1])
 for i = 2, #KEYS do redis.call('SET', KEYS[i], g, 'PX', ARGV[1]) end
 return g
+";
+
+/// Completes a store after the `HSET` of its entry: the entry's lifetime,
+/// then the fill lock if this request still holds it. Fails when the entry
+/// is missing (the `HSET` failed). KEYS: entry, lock. ARGV: px, lock token
+/// ('' when not held). A connection lost between the two commands leaves
+/// an entry without a lifetime: it stays correct (lookups check it like any
+/// other) and gets one again at its key's next store.
+const SEAL: &str = r"
+if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then
+  return redis.error_reply('ERR entry missing after HSET')
+end
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return 1
 ";
 
 /// Releases the fill lock only if this request still holds it (it may have
@@ -129,6 +144,7 @@ impl Script {
 pub struct RedisBackend {
     client: Client,
     lookup: Script,
+    seal: Script,
     invalidate: Script,
     epoch: Script,
     unlock: Script,
@@ -177,6 +193,7 @@ impl RedisBackend {
         Self {
             client,
             lookup: Script::new(LOOKUP),
+            seal: Script::new(SEAL),
             invalidate: Script::new(INVALIDATE),
             epoch: Script::new(EPOCH),
             unlock: Script::new(UNLOCK),
@@ -217,6 +234,7 @@ impl RedisBackend {
     async fn load_scripts(&self) -> Result<(), Error> {
         for s in [
             &self.lookup,
+            &self.seal,
             &self.invalidate,
             &self.epoch,
             &self.unlock,
@@ -305,28 +323,26 @@ impl RedisBackend {
         prefix: &str,
     ) -> Result<Found, Error> {
         let k = keys(prefix, hash);
-        let body = [(
-            "HMGET",
-            vec![k.entry.as_str().into(), "e".into(), "b".into()],
-        )];
-        let (script, after) = self
+        let (script, _) = self
             .pipelined(
                 &self.lookup,
-                &[k.entry.clone(), k.epoch, k.generation, k.lock],
+                &[k.entry, k.epoch, k.generation, k.lock],
                 &[int(now_ms), token.as_str().into(), int(lock_px)],
                 &[],
-                &body,
+                &[],
             )
             .await?;
-        read_lookup(script, after.into_iter().next(), token)
+        read_lookup(script, token)
     }
 
-    /// Stores `entry` (and releases the fill lock when held): plain commands
-    /// in one round trip, `HSET` and `PEXPIRE` in a `MULTI` block so an entry
-    /// never outlives its lifetime. Nothing is checked here: the entry
-    /// records the generation and epoch its read began at, and every lookup
-    /// checks them (see [`LOOKUP`]), so a result that raced a write is stored
-    /// but never served.
+    /// Stores `entry` and releases the fill lock when held, in one round
+    /// trip of two commands: `HSET` of the whole entry, then [`SEAL`] (its
+    /// lifetime, the lock). Nothing is checked here: the entry records the
+    /// generation and epoch its read began at and every lookup checks them
+    /// (see [`LOOKUP`]), so a result that raced a write is stored but never
+    /// served. (fred writes each command of a pipeline as its own packet and
+    /// every packet can wake Redis: W4 profiles counted ~1 context switch per
+    /// packet, so a store sends as few commands as it can.)
     pub async fn store(&self, prefix: &str, args: &StoreArgs<'_>) -> Result<(), Error> {
         let StoreArgs {
             hash,
@@ -343,58 +359,35 @@ impl RedisBackend {
             }
             push_tag_key(&mut tag_list, prefix, t);
         }
-        let p = self.client.pipeline();
-        let () = p.custom(plain("MULTI"), Vec::<Value>::new()).await?;
-        let fields: Vec<Value> = vec![
-            k.entry.as_str().into(),
-            "b".into(),
-            Value::Bytes(entry.body.clone()),
-            "e".into(),
-            entry.etag.as_str().into(),
-            "f".into(),
-            int(entry.fresh_until_ms),
-            "p".into(),
-            int(snap.epoch),
-            "t".into(),
-            tag_list.into(),
-            "g".into(),
-            int(snap.generation),
-        ];
-        let () = p.custom(plain("HSET"), fields).await?;
-        let () = p
-            .custom(plain("PEXPIRE"), vec![Value::from(k.entry), int(px)])
+        let hset: [Plain; 1] = [(
+            "HSET",
+            vec![
+                k.entry.as_str().into(),
+                "b".into(),
+                Value::Bytes(entry.body.clone()),
+                "e".into(),
+                entry.etag.as_str().into(),
+                "f".into(),
+                int(entry.fresh_until_ms),
+                "p".into(),
+                int(snap.epoch),
+                "t".into(),
+                tag_list.into(),
+                "g".into(),
+                int(snap.generation),
+            ],
+        )];
+        let token = if snap.locked { snap.token.as_str() } else { "" };
+        let (_, _) = self
+            .pipelined(
+                &self.seal,
+                &[k.entry, k.lock],
+                &[int(px), token.into()],
+                &hset,
+                &[],
+            )
             .await?;
-        let () = p.custom(plain("EXEC"), Vec::<Value>::new()).await?;
-        let unlock = match (snap.locked, self.unlock.sha()) {
-            (true, Some(sha)) => {
-                let argv = vec![
-                    sha.into(),
-                    int(1),
-                    k.lock.as_str().into(),
-                    snap.token.as_str().into(),
-                ];
-                let () = p.custom(evalsha(), argv).await?;
-                true
-            }
-            _ => false,
-        };
-        let replies = p.try_all::<Value>().await;
-        // MULTI, the two QUEUED, then EXEC's replies: an error in the block
-        // (out of memory, say) is an error of the store
-        match replies.get(3) {
-            Some(Ok(Value::Array(results))) if results.len() == 2 => {}
-            Some(Err(e)) => return Err(e.clone()),
-            _ => return Err(bad_reply()),
-        }
-        match replies.get(4) {
-            // the script was lost (Redis restarted): one more round trip
-            Some(Err(e)) if e.details().starts_with("NOSCRIPT") => {
-                self.unlock(prefix, hash, &snap.token).await
-            }
-            Some(Err(e)) => Err(e.clone()),
-            _ if snap.locked && !unlock => self.unlock(prefix, hash, &snap.token).await,
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     /// Releases a fill lock we hold (when nothing is stored).
@@ -492,47 +485,33 @@ fn evalsha() -> CustomCommand {
     CustomCommand::new_static("EVALSHA", ClusterHash::Offset(2), false)
 }
 
-/// Reads the lookup script's reply and the pipelined `HMGET e b`. The body is
-/// used only when its ETag equals the one the script validated (an entry
-/// replaced between the two commands has another ETag); otherwise the
-/// lookup is a miss.
-fn read_lookup(script: Value, body: Option<Value>, token: String) -> Result<Found, Error> {
-    let Value::Array(items) = script else {
+/// Reads the lookup script's reply.
+fn read_lookup(script: Value, token: String) -> Result<Found, Error> {
+    let Value::Array(mut items) = script else {
         return Err(bad_reply());
     };
+    let body = match items.get_mut(6).map(|v| std::mem::replace(v, Value::Null)) {
+        Some(Value::Bytes(b)) => Some(b),
+        Some(Value::String(b)) => Some(b.into_inner()),
+        _ => None,
+    };
     let int = |i: usize| items.get(i).and_then(Value::as_u64).unwrap_or(0);
-    let status = int(0);
-    let etag = items.get(1).and_then(Value::as_string).unwrap_or_default();
     let snap = |locked: bool| Snapshot {
         generation: int(3),
         epoch: int(4),
         locked,
         token: token.clone(),
     };
-    let body = match body {
-        Some(Value::Array(mut fields)) if fields.len() == 2 && status != 0 => {
-            let b = fields.pop();
-            let e = fields.pop().and_then(|v| v.as_string());
-            match b {
-                Some(Value::Bytes(b)) if e.as_deref() == Some(etag.as_str()) => Some(b),
-                Some(Value::String(b)) if e.as_deref() == Some(etag.as_str()) => {
-                    Some(b.into_inner())
-                }
-                _ => None,
-            }
-        }
-        _ => None,
-    };
+    let status = int(0);
     let entry = body.map(|body| Entry {
         body,
-        etag,
+        etag: items.get(1).and_then(Value::as_string).unwrap_or_default(),
         fresh_until_ms: int(2),
     });
     Ok(match (status, entry) {
         (1, Some(e)) => Found::Fresh(e, int(3)),
         (2, Some(e)) => Found::Stale(e, snap(int(5) == 1)),
-        (2, None) => Found::Miss(snap(int(5) == 1)),
-        // the entry changed between the script and the read: not this time
+        // no body: the entry vanished between the script's two reads
         (1, None) => Found::Miss(snap(false)),
         _ => Found::Miss(snap(int(5) == 1)),
     })
@@ -573,47 +552,45 @@ fn int(v: u64) -> Value {
 mod tests {
     use super::*;
 
-    fn script(status: i64, etag: &str) -> Value {
-        Value::Array(vec![
+    fn reply(status: i64, locked: i64, body: Option<&str>) -> Value {
+        let mut items = vec![
             Value::Integer(status),
-            etag.into(),
+            "\"a\"".into(),
             Value::Integer(2_000_000_000_000),
             Value::Integer(7),
             Value::Integer(3),
-            Value::Integer(1),
-        ])
-    }
-
-    fn read(etag: &str, body: &str) -> Option<Value> {
-        Some(Value::Array(vec![etag.into(), body.into()]))
-    }
-
-    #[test]
-    fn a_hit_uses_the_body_read_with_the_validated_etag() {
-        let found =
-            read_lookup(script(1, "\"a\""), read("\"a\"", "{}"), "t".into()).expect("reply");
-        let Found::Fresh(entry, generation) = found else {
-            panic!("expected a hit, got {found:?}")
-        };
-        assert_eq!((&entry.body[..], generation), (&b"{}"[..], 7));
+            Value::Integer(locked),
+        ];
+        items.extend(body.map(Value::from));
+        Value::Array(items)
     }
 
     #[test]
-    fn an_entry_replaced_between_script_and_read_is_a_miss() {
-        // another instance stored a newer result in between: its body must
-        // not be served under the ETag (and freshness) the script validated
-        let found =
-            read_lookup(script(1, "\"a\""), read("\"b\"", "{}"), "t".into()).expect("reply");
-        let Found::Miss(snap) = found else {
-            panic!("expected a miss, got {found:?}")
+    fn lookup_replies_become_hits_stale_entries_and_misses() {
+        let hit = read_lookup(reply(1, 0, Some("{}")), "t".into()).expect("reply");
+        let Found::Fresh(entry, generation) = hit else {
+            panic!("expected a hit, got {hit:?}")
         };
-        assert!(!snap.locked, "a hit reply took no lock");
-        assert_eq!((snap.generation, snap.epoch), (7, 3));
-        // gone in between: the same
-        let gone = Some(Value::Array(vec![Value::Null, Value::Null]));
-        assert!(matches!(
-            read_lookup(script(2, "\"a\""), gone, "t".into()).expect("reply"),
-            Found::Miss(Snapshot { locked: true, .. })
-        ));
+        assert_eq!(
+            (&entry.body[..], entry.etag.as_str(), generation),
+            (&b"{}"[..], "\"a\"", 7)
+        );
+        let stale = read_lookup(reply(2, 1, Some("{}")), "t".into()).expect("reply");
+        assert!(
+            matches!(&stale, Found::Stale(e, Snapshot { locked: true, generation: 7, epoch: 3, .. }) if &e.body[..] == b"{}"),
+            "{stale:?}"
+        );
+        let miss = read_lookup(reply(0, 1, None), "t".into()).expect("reply");
+        assert!(
+            matches!(miss, Found::Miss(Snapshot { locked: true, .. })),
+            "{miss:?}"
+        );
+        // a found entry whose body could not be read is a miss, never an empty hit
+        let gone = read_lookup(reply(1, 0, None), "t".into()).expect("reply");
+        assert!(
+            matches!(gone, Found::Miss(Snapshot { locked: false, .. })),
+            "{gone:?}"
+        );
+        assert!(read_lookup(Value::Null, "t".into()).is_err());
     }
 }

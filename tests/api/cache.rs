@@ -302,7 +302,7 @@ async fn scripts_redis_lost_are_reloaded_and_bodies_are_stored_whole() {
         assert_eq!(res.ok()["title"]["name"], name);
         assert!(res.headers.contains_key("etag"));
     }
-    // every entry was stored with its lifetime (HSET and PEXPIRE in one block)
+    // every entry was stored with its lifetime (the seal script after HSET)
     let entries = redis.cli(&["--scan", "--pattern", "*cache:gql:*"]);
     assert_eq!(entries.lines().count(), 2, "{entries}");
     for key in entries.lines() {
