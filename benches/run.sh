@@ -19,7 +19,9 @@ usage: bash benches/run.sh [--duration S] [--warmup S] [--connections N]
   --workloads LIST  subset, in any order; always run in the order below
                     (env WORKLOADS, default "baseline w1 w2 w3 w4 w5 w6 w4-off")
   --skip-build      reuse the binaries of the previous run
-env: PORT (18391), BASELINE_PORT (18392), PG (postgres://postgres@127.0.0.1:5432),
+env: PORT (18391), BASELINE_PORT (18392), PAIR_PORT (18394: the cache-off server
+     W4-off runs on, interleaved with W4), SLICE (2: seconds per W4/W4-off slice),
+     PG (postgres://postgres@127.0.0.1:5432),
      REDIS_URL (redis://127.0.0.1:6379), SERVER_RUST_LOG (info),
      BENCH_RUN_DIR (/tmp/nexora-bench: binaries, logs, cursor cache, profiles),
      PERF ("" ; e.g. "w1 w4": perf-record the server during those workloads)
@@ -47,6 +49,7 @@ done
 
 PORT=${PORT:-18391}
 BASELINE_PORT=${BASELINE_PORT:-18392}
+PAIR_PORT=${PAIR_PORT:-18394}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 RUN_DIR=${BENCH_RUN_DIR:-${TMPDIR:-/tmp}/nexora-bench}
@@ -70,7 +73,7 @@ for tool in cargo psql redis-cli ss; do
 done
 pg_isready -q -d "$PG/postgres" 2>/dev/null || die "Postgres is not answering at $PG"
 [ "$(redis-cli -u "$REDIS_URL" ping 2>/dev/null)" = PONG ] || die "Redis is not answering at $REDIS_URL"
-for p in "$PORT" "$BASELINE_PORT"; do
+for p in "$PORT" "$BASELINE_PORT" "$PAIR_PORT"; do
   if ss -Hltn "sport = :$p" | grep -q .; then die "port $p is in use (set PORT / BASELINE_PORT)"; fi
 done
 
@@ -80,6 +83,7 @@ LOAD="$RUN_DIR/load"
 SERVER="$RUN_DIR/nexora"
 
 SERVER_PID=
+PAIR_PID=     # the cache-off server W4-off runs on while W4 runs (interleaved)
 BASELINE_PID=
 CHILD_PID=
 stop_pid() { # pid name: TERM, wait up to 25 s (the server drains for at most 20), then KILL
@@ -93,6 +97,7 @@ stop_pid() { # pid name: TERM, wait up to 25 s (the server drains for at most 20
 cleanup() {
   stop_pid "$CHILD_PID" "load generator"; CHILD_PID=
   stop_pid "$BASELINE_PID" baseline; BASELINE_PID=
+  stop_pid "$PAIR_PID" "cache-off server"; PAIR_PID=
   stop_pid "$SERVER_PID" server; SERVER_PID=
 }
 trap cleanup EXIT
@@ -153,18 +158,21 @@ clear_redis() { # only our prefix; bounded by the number of keys
 }
 
 # -- servers --------------------------------------------------------------------
-start_server() { # cache ttl ("" = the default)
-  local ttl=$1
-  clear_redis
+launch() { # port ttl ("" = the default) log; sets LAUNCHED
   env -u CACHE_DEFAULT_TTL_SECS DATABASE_URL="$PG/$DB" REDIS_URL="$REDIS_URL" REDIS_KEY_PREFIX="$PREFIX" \
-    LISTEN_ADDR="127.0.0.1:$PORT" RUST_LOG="${SERVER_RUST_LOG:-info}" \
-    ${ttl:+CACHE_DEFAULT_TTL_SECS=$ttl} \
-    "$SERVER" serve >>"$RUN_DIR/server.log" 2>&1 &
-  SERVER_PID=$!
-  if ! "$LOAD" wait --url "http://127.0.0.1:$PORT" --timeout-secs 120; then
-    tail -20 "$RUN_DIR/server.log" >&2
-    die "the server did not start"
+    LISTEN_ADDR="127.0.0.1:$1" RUST_LOG="${SERVER_RUST_LOG:-info}" \
+    ${2:+CACHE_DEFAULT_TTL_SECS=$2} \
+    "$SERVER" serve >>"$RUN_DIR/$3" 2>&1 &
+  LAUNCHED=$!
+  if ! "$LOAD" wait --url "http://127.0.0.1:$1" --timeout-secs 120; then
+    tail -20 "$RUN_DIR/$3" >&2
+    die "the server on port $1 did not start"
   fi
+}
+start_server() { # cache ttl ("" = the default)
+  clear_redis
+  launch "$PORT" "$1" server.log
+  SERVER_PID=$LAUNCHED
 }
 
 RUN_ID=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -172,10 +180,10 @@ RESULTS="benches/results/$RUN_ID.jsonl"
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then GIT_REV="$GIT_REV-dirty"; fi
 
-run_w() { # label workload cache url pid
+run_w() { # label workload cache url pid [extra load flags…]
   local perf=()
   if [[ " ${PERF:-} " == *" ${1,,} "* ]]; then perf=(--perf-out "$RUN_DIR/perf-${1,,}.data"); fi
-  bg_wait "$LOAD" run "${perf[@]}" --label "$1" --workload "$2" --cache "$3" --url "$4" --server-pid "$5" \
+  bg_wait "$LOAD" run "${perf[@]}" --label "$1" --workload "$2" --cache "$3" --url "$4" --server-pid "$5" "${@:6}" \
     --duration "$DURATION" --warmup "$WARMUP" --connections "$CONNECTIONS" --threads "$THREADS" \
     --cursor-cache "$RUN_DIR/cursors.txt" --out "$RESULTS" --run-id "$RUN_ID" --git-rev "$GIT_REV"
 }
@@ -193,15 +201,30 @@ if wants baseline || wants w1 || wants w2 || wants w3 || wants w4 || wants w5; t
     stop_pid "$BASELINE_PID" baseline; BASELINE_PID=
   fi
   for w in w1 w2 w3 w4 w5; do
-    if wants "$w"; then run_w "${w^^}" "$w" on "$URL" "$SERVER_PID"; fi
+    wants "$w" || continue
+    if [ "$w" = w4 ] && wants w4-off; then
+      # W4 and W4-off compare the cache's cost on a miss: they run in
+      # alternating 2 s slices against this server and a cache-off one, so
+      # both see the same machine (on a shared one, two runs a minute apart
+      # differed by up to 30%)
+      log "cache-off server for W4-off on port $PAIR_PORT (interleaved with W4)"
+      launch "$PAIR_PORT" 0 server-off.log
+      PAIR_PID=$LAUNCHED
+      run_w W4 w4 on "$URL" "$SERVER_PID" --pair-url "http://127.0.0.1:$PAIR_PORT" \
+        --pair-label W4-off --pair-cache off --pair-server-pid "$PAIR_PID" --slice "${SLICE:-2}"
+      stop_pid "$PAIR_PID" "cache-off server"; PAIR_PID=
+    else
+      run_w "${w^^}" "$w" on "$URL" "$SERVER_PID"
+    fi
   done
   stop_pid "$SERVER_PID" server; SERVER_PID=
 fi
-if wants w6 || wants w4-off; then
+PAIRED=; if wants w4 && wants w4-off; then PAIRED=1; fi
+if wants w6 || { wants w4-off && [ -z "$PAIRED" ]; }; then
   log "server with the cache off (CACHE_DEFAULT_TTL_SECS=0)"
   start_server 0
   if wants w6; then run_w W6 w3 off "$URL" "$SERVER_PID"; fi
-  if wants w4-off; then run_w W4-off w4 off "$URL" "$SERVER_PID"; fi
+  if wants w4-off && [ -z "$PAIRED" ]; then run_w W4-off w4 off "$URL" "$SERVER_PID"; fi
   stop_pid "$SERVER_PID" server; SERVER_PID=
 fi
 

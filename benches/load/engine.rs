@@ -153,6 +153,71 @@ pub struct Outcome {
 
 /// Runs the plan: warm-up, scrape, measure, scrape.
 pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
+    run_phase(plan.clone(), plan.warmup, plan.duration).await
+}
+
+/// Runs two plans (the same workload against two servers) in alternating
+/// slices of `slice` until each has been measured for its `duration`, each
+/// warmed up once before its first slice. On a shared machine whose speed
+/// drifts by tens of percent over seconds, the two then see the same
+/// conditions, and their ratio means something; run one after the other,
+/// they may not. Returns the merged outcomes of `a` and `b`.
+pub async fn run_interleaved(
+    a: Arc<Plan>,
+    b: Arc<Plan>,
+    slice: Duration,
+) -> anyhow::Result<(Outcome, Outcome)> {
+    let slice = slice.max(Duration::from_millis(500));
+    let slices = (a.duration.as_secs_f64() / slice.as_secs_f64())
+        .ceil()
+        .max(1.0) as u32;
+    let (mut parts_a, mut parts_b) = (Vec::new(), Vec::new());
+    for i in 0..slices {
+        // the last slice takes what is left, so the totals equal `duration`
+        let len = a.duration.saturating_sub(slice * i).min(slice);
+        let warm = |p: &Plan| if i == 0 { p.warmup } else { Duration::ZERO };
+        // alternate which goes first, so neither always follows the other
+        let (first, second) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let one = run_phase(first.clone(), warm(first), len).await?;
+        let two = run_phase(second.clone(), warm(second), len).await?;
+        let (to_a, to_b) = if i % 2 == 0 { (one, two) } else { (two, one) };
+        parts_a.push(to_a);
+        parts_b.push(to_b);
+    }
+    Ok((merge(parts_a), merge(parts_b)))
+}
+
+/// One outcome from the slices of one plan: counts and times summed, the
+/// scrape before the first and after the last (nothing else drives that
+/// server in between), the largest RSS.
+fn merge(parts: Vec<Outcome>) -> Outcome {
+    let add = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) => Some(x + y),
+        _ => None,
+    };
+    let mut parts = parts.into_iter();
+    let mut out = parts.next().expect("at least one slice");
+    for p in parts {
+        out.tally.merge(p.tally);
+        out.wall += p.wall;
+        out.after = p.after;
+        out.rss_max_kib = out.rss_max_kib.max(p.rss_max_kib);
+        out.hwm_kib = p.hwm_kib;
+        out.cursors = p.cursors;
+        out.server_cpu_s = add(out.server_cpu_s, p.server_cpu_s);
+        out.generator_cpu_s = add(out.generator_cpu_s, p.generator_cpu_s);
+    }
+    out.tally.latencies_ns.sort_unstable();
+    out.tally.write_latencies_ns.sort_unstable();
+    out
+}
+
+/// One warm-up (may be zero) and one measured phase of `plan`.
+async fn run_phase(
+    plan: Arc<Plan>,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Outcome> {
     let n = plan.connections.max(1);
     let warm_done = Arc::new(Barrier::new(n + 1));
     let go = Arc::new(Barrier::new(n + 1));
@@ -164,7 +229,7 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
                 let mut rng = Rng::new(plan.seed, i as u64 + 1);
                 let mut conn = None;
                 let mut scratch = Tally::default();
-                let warm_until = Instant::now() + plan.warmup;
+                let warm_until = Instant::now() + warmup;
                 drive(&plan, &mut conn, &mut rng, &mut scratch, warm_until, 0).await;
                 warm_done.wait().await;
                 go.wait().await;
@@ -172,7 +237,7 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
                     latencies_ns: Vec::with_capacity(cap.min(1 << 20)),
                     ..Tally::default()
                 };
-                let until = Instant::now() + plan.duration;
+                let until = Instant::now() + duration;
                 drive(&plan, &mut conn, &mut rng, &mut tally, until, cap).await;
                 tally
             })
@@ -185,13 +250,13 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
     let sampler = tokio::spawn(sample_rss(
         plan.server_pid,
         stop.clone(),
-        plan.duration + plan.timeout + Duration::from_secs(10),
+        duration + plan.timeout + Duration::from_secs(10),
     ));
     let cpu_before = (
         plan.server_pid.and_then(|p| probe::cpu_seconds(Some(p))),
         probe::cpu_seconds(None),
     );
-    let perf = start_perf(&plan)?;
+    let perf = start_perf(&plan, duration)?;
     go.wait().await;
     let started = Instant::now();
     let mut tally = Tally::default();
@@ -232,7 +297,7 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
 
 /// `perf record` of the server for the measured duration (DWARF call
 /// graphs: release builds have no frame pointers).
-fn start_perf(plan: &Plan) -> anyhow::Result<Option<std::process::Child>> {
+fn start_perf(plan: &Plan, duration: Duration) -> anyhow::Result<Option<std::process::Child>> {
     let (Some(out), Some(pid)) = (&plan.perf_out, plan.server_pid) else {
         return Ok(None);
     };
@@ -251,7 +316,7 @@ fn start_perf(plan: &Plan) -> anyhow::Result<Option<std::process::Child>> {
         .arg("-o")
         .arg(out)
         .args(["--", "sleep"])
-        .arg(format!("{:.1}", plan.duration.as_secs_f64()))
+        .arg(format!("{:.1}", duration.as_secs_f64()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

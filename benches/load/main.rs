@@ -159,6 +159,23 @@ struct RunArgs {
     /// into this file (the figures of a profiled run are a little lower).
     #[arg(long)]
     perf_out: Option<PathBuf>,
+    /// A second server to run the same workload against, interleaved with
+    /// the first in slices of `--slice` seconds (W4 and W4-off: the ratio of
+    /// two runs one after the other is at the mercy of a shared machine).
+    #[arg(long, requires = "pair_label")]
+    pair_url: Option<String>,
+    /// Row name of the second server's results.
+    #[arg(long)]
+    pair_label: Option<String>,
+    /// `--cache` of the second server.
+    #[arg(long, default_value = "off")]
+    pair_cache: String,
+    /// Process id of the second server.
+    #[arg(long)]
+    pair_server_pid: Option<u32>,
+    /// Length of one interleaved slice, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    slice: f64,
     /// Results file to append to.
     #[arg(long)]
     out: PathBuf,
@@ -207,7 +224,27 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(a: RunArgs) -> anyhow::Result<()> {
-    let target = Target::parse(&a.url)?;
+    let main = plan(&a, &a.url, &a.label, a.server_pid).await?;
+    let Some(pair_url) = &a.pair_url else {
+        let outcome = engine::run(main).await?;
+        return report_run(&a, &a.label, &a.cache, None, &outcome);
+    };
+    let pair_label = a.pair_label.as_deref().unwrap_or("pair");
+    let pair = plan(&a, pair_url, pair_label, a.pair_server_pid).await?;
+    let slice = Duration::from_secs_f64(a.slice);
+    let (first, second) = engine::run_interleaved(main, pair, slice).await?;
+    report_run(&a, &a.label, &a.cache, Some(pair_label), &first)?;
+    report_run(&a, pair_label, &a.pair_cache, Some(&a.label), &second)
+}
+
+/// What `a` asks to send to `url`.
+async fn plan(
+    a: &RunArgs,
+    url: &str,
+    label: &str,
+    server_pid: Option<u32>,
+) -> anyhow::Result<Arc<Plan>> {
+    let target = Target::parse(url)?;
     let size = DataSize {
         users: a.users,
         reviews: a.reviews,
@@ -220,7 +257,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             let pool = CursorPool::collect(
                 &target,
                 a.cursor_pages,
-                a.seed ^ a.label.len() as u64,
+                a.seed ^ label.len() as u64,
                 a.cursor_cache.as_deref(),
             )
             .await?;
@@ -241,7 +278,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let plan = Arc::new(Plan {
+    Ok(Arc::new(Plan {
         target,
         kind,
         connections: a.connections,
@@ -249,11 +286,20 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs_f64(a.duration),
         timeout: Duration::from_millis(a.timeout_ms),
         seed: a.seed,
-        server_pid: a.server_pid,
+        server_pid,
         max_samples: 20_000_000,
         perf_out: a.perf_out.clone(),
-    });
-    let outcome = engine::run(plan).await?;
+    }))
+}
+
+/// Appends the JSON line of one server's outcome and prints its summary.
+fn report_run(
+    a: &RunArgs,
+    label: &str,
+    cache: &str,
+    interleaved_with: Option<&str>,
+    outcome: &engine::Outcome,
+) -> anyhow::Result<()> {
     let workload_name = a
         .workload
         .to_possible_value()
@@ -261,21 +307,22 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     let meta = report::Meta {
         run_id: &a.run_id,
-        label: &a.label,
+        label,
         workload: &workload_name,
-        cache: &a.cache,
+        cache,
         git_rev: &a.git_rev,
         connections: a.connections,
         threads: a.threads,
         warmup_s: a.warmup,
         profiled: a.perf_out.is_some(),
+        interleaved: interleaved_with.map(|w| (w, a.slice)),
     };
-    let line = report::line(&meta, &outcome);
+    let line = report::line(&meta, outcome);
     report::append(&a.out, &line)?;
     let show = |k: &str| line[k].to_string();
     println!(
         "{:<8} {:>9} req/s  p50 {} ms  p90 {} ms  p99 {} ms  errors {}  SQL/req {}  RSS max {} MiB",
-        a.label,
+        label,
         show("rps"),
         show("p50_ms"),
         show("p90_ms"),

@@ -29,6 +29,8 @@ pub struct Meta<'a> {
     pub warmup_s: f64,
     /// Whether `perf` was recording (slightly lower figures).
     pub profiled: bool,
+    /// Run in alternating slices with this row, slices this long (seconds).
+    pub interleaved: Option<(&'a str, f64)>,
 }
 
 /// The JSON line of one run.
@@ -40,7 +42,7 @@ pub fn line(meta: &Meta<'_>, out: &Outcome) -> Value {
     let hits = delta(out.before.hits, out.after.hits);
     let misses = delta(out.before.misses, out.after.misses);
     let mib = |kib: Option<u64>| kib.map(|k| round(k as f64 / 1024.0, 1));
-    json!({
+    let mut line = json!({
         "run_id": meta.run_id,
         "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "label": meta.label,
@@ -81,7 +83,10 @@ pub fn line(meta: &Meta<'_>, out: &Outcome) -> Value {
         "server_rss_max_mib": mib(out.rss_max_kib),
         "server_hwm_mib": mib(out.hwm_kib),
         "machine": machine(),
-    })
+    });
+    line["interleaved_with"] = json!(meta.interleaved.map(|i| i.0));
+    line["slice_s"] = json!(meta.interleaved.map(|i| i.1));
+    line
 }
 
 fn round(v: f64, digits: i32) -> f64 {
@@ -171,6 +176,14 @@ pub fn table(path: &Path) -> anyhow::Result<String> {
         m["mem_gib"],
         m["loadavg"].as_str().unwrap_or("?"),
     )?;
+    if let Some(r) = rows.get("W4")
+        && let (Some(with), Some(slice)) = (r["interleaved_with"].as_str(), r["slice_s"].as_f64())
+    {
+        writeln!(
+            out,
+            "W4 and {with} ran interleaved, in alternating {slice} s slices against two servers.\n"
+        )?;
+    }
     writeln!(
         out,
         "| workload | cache | req/s | p50 ms | p90 ms | p99 ms | errors | SQL/req | cache hits | server CPU µs/req | generator CPU % | server RSS max MiB | load avg |"
