@@ -186,7 +186,10 @@ pub fn request_hash(
         h.update(part.as_bytes());
         h.update([0u8]);
     }
-    hex::encode(h.finalize())
+    let mut out = [0u8; 64];
+    // 32 bytes always fit 64 hex digits, which are ASCII
+    let _ = hex::encode_to_slice(h.finalize(), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Everything a cacheable query's key depends on except the viewer.

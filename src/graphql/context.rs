@@ -115,11 +115,12 @@ impl RequestState {
         }
     }
 
-    /// The recorded tags.
-    pub fn tags(&self) -> Vec<String> {
+    /// The recorded tags, moved out (once the result is complete: a store
+    /// is their only reader).
+    pub fn take_tags(&self) -> Vec<String> {
         self.tags
             .lock()
-            .map(|t| t.iter().cloned().collect())
+            .map(|mut t| std::mem::take(&mut *t).into_iter().collect())
             .unwrap_or_default()
     }
 }

@@ -619,7 +619,10 @@ async fn run_inner(
     {
         let ttl = std::time::Duration::from_secs(state.ttl().unwrap_or(u64::MAX));
         let body = ex.executed.body.clone();
-        match cache.store(f.hash, f.snap, body, ttl, &state.tags()).await {
+        match cache
+            .store(f.hash, f.snap, body, ttl, &state.take_tags())
+            .await
+        {
             Some(entry) => ex.executed.headers = entry_headers(&entry, f.scope),
             None => ex.executed.headers = vec![no_store()],
         }
