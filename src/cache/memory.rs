@@ -31,7 +31,8 @@ struct State {
     versions: HashMap<String, u64>,
     generation: u64,
     epoch: u64,
-    locks: HashMap<String, (String, u64)>,
+    /// Fill locks: token, until (ms), generation when taken.
+    locks: HashMap<String, (String, u64, u64)>,
     rates: HashMap<i64, VecDeque<u64>>,
     apq: HashMap<String, String>,
     inserts: u64,
@@ -74,10 +75,17 @@ impl MemoryBackend {
             }
             let mut locked = false;
             if lock_px > 0 {
-                let free = s.locks.get(hash).is_none_or(|(_, until)| *until <= now_ms);
+                // taken over once the generation moved, as in Redis
+                let generation = s.generation;
+                let free = s
+                    .locks
+                    .get(hash)
+                    .is_none_or(|(_, until, g)| *until <= now_ms || *g != generation);
                 if free {
-                    s.locks
-                        .insert(hash.to_owned(), (token.clone(), now_ms + lock_px));
+                    s.locks.insert(
+                        hash.to_owned(),
+                        (token.clone(), now_ms + lock_px, generation),
+                    );
                     locked = true;
                 }
             }
@@ -132,7 +140,7 @@ impl MemoryBackend {
                     },
                 );
             }
-            if s.locks.get(hash).is_some_and(|(t, _)| *t == snap.token) {
+            if s.locks.get(hash).is_some_and(|(t, _, _)| *t == snap.token) {
                 s.locks.remove(hash);
             }
             ok
@@ -142,7 +150,7 @@ impl MemoryBackend {
     /// Releases a fill lock held with `token`.
     pub fn unlock(&self, hash: &str, token: &str) {
         self.with(|s| {
-            if s.locks.get(hash).is_some_and(|(t, _)| t == token) {
+            if s.locks.get(hash).is_some_and(|(t, _, _)| t == token) {
                 s.locks.remove(hash);
             }
         });

@@ -342,7 +342,13 @@ impl Cache {
         if !self.query_cache {
             return Lookup::Bypass;
         }
-        let px = if lock { LOCK_PX } else { 0 };
+        // never longer than a result stays fresh: a lock outliving the
+        // entry its holder stored would make the next miss wait for nothing
+        let px = if lock {
+            LOCK_PX.min(self.max_ttl.as_millis() as u64).max(1)
+        } else {
+            0
+        };
         if let Backend::Redis(r) = &self.backend
             && !self.usable(r).await
         {

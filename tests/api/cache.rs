@@ -312,6 +312,49 @@ async fn scripts_redis_lost_are_reloaded_and_bodies_are_stored_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_of_an_older_layout_is_a_miss_and_is_replaced() {
+    // during a rolling deploy, Redis may hold entries written by the
+    // previous version (a hash per entry): they are misses, never errors
+    let redis = OwnRedis::start();
+    let a = app_on_redis(&redis).await;
+    let mut c = a.conn().await;
+    let ti = fx::title(&mut c, "Old layout").await;
+    let vars = json!({ "id": gid("Title", ti) });
+    assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "MISS");
+    let key = redis.cli(&["--scan", "--pattern", "*cache:gql:*"]);
+    assert_eq!(key.lines().count(), 1, "{key}");
+    redis.cli(&["DEL", &key]);
+    redis.cli(&[
+        "HSET",
+        &key,
+        "b",
+        "{}",
+        "e",
+        "\"x\"",
+        "f",
+        "99999999999999",
+        "p",
+        "0",
+        "g",
+        "0",
+        "t",
+        "",
+    ]);
+    let b = a.second_instance().await;
+    let res = b.gql(TITLE_Q, vars.clone()).await;
+    assert_eq!(x_cache(&res), "MISS", "not BYPASS: the lookup did not fail");
+    assert_eq!(res.ok()["title"]["name"], "Old layout");
+    assert_eq!(
+        redis.cli(&["TYPE", &key]),
+        "string",
+        "replaced by the new layout"
+    );
+    let res = b.gql(TITLE_Q, vars).await;
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(res.ok()["title"]["name"], "Old layout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_costs_no_errors_and_the_cache_comes_back() {
     let redis = OwnRedis::start();
     let t = app_on_redis(&redis).await;
@@ -625,5 +668,20 @@ async fn a_fill_lock_is_released_only_by_its_holder() {
             panic!("a miss")
         };
         assert!(again.locked, "free again once the holder released it");
+        // a write since the lock was taken: its holder's result may be
+        // invalid already, so the next miss takes the lock over (a store
+        // leaves its lock in place; nobody must wait for a doomed result)
+        cache.invalidate(&["Title:lock-test".to_owned()]).await;
+        let Lookup::Miss(over, None) = cache.lookup("lock-test", true).await else {
+            panic!("a miss")
+        };
+        assert!(
+            over.locked,
+            "a lock older than the last write is taken over"
+        );
+        let Lookup::Miss(after, None) = cache.lookup("lock-test", true).await else {
+            panic!("a miss")
+        };
+        assert!(!after.locked, "the new holder is waited for");
     }
 }
