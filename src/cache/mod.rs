@@ -293,7 +293,7 @@ impl Cache {
     }
 
     /// Unique across instances (containers often share a pid): it names
-    /// this request's fill lock and its staged entry.
+    /// this request's fill lock.
     fn token(&self) -> String {
         format!(
             "{:x}-{:x}",
