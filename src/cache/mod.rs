@@ -4,13 +4,12 @@
 //! `warn!`.
 //!
 //! How it stays correct (see DESIGN.md's invariants):
-//! - Each result is stored with the version of every tag it read; a lookup
-//!   (one script, one round trip) returns it only while all versions and the
-//!   global epoch are unchanged. Invalidation bumps versions: O(tags).
-//! - A miss captures the generation counter before executing and the entry
-//!   records it; tag versions are generation values, so a lookup refuses an
-//!   entry any of whose tags was bumped past it: a slow read that raced a
-//!   write is never served. Stores are therefore plain writes (no script).
+//! - Each result is stored with the tags it read and the generation counter
+//!   captured before executing; invalidation sets each tag's version to a
+//!   new generation (O(tags)). A lookup (one script, one round trip) returns
+//!   an entry only while the epoch is unchanged and no tag version exceeds
+//!   its generation, so a slow read that raced a write is never served, and
+//!   a store is one plain `SET` that checks nothing.
 //! - An invalidation that cannot reach Redis marks the instance dirty: it
 //!   serves no hit until it has bumped the epoch (invalidating everything),
 //!   and so does every reconnect to Redis. Other instances learn of the write
