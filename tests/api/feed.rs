@@ -147,7 +147,7 @@ impl Drop for Live {
 
 /// A second instance over the test's database and Redis prefix.
 async fn another_instance(t: &TestApp) -> App {
-    t.second_instance().await.app
+    t.second_instance().await.app.clone()
 }
 
 async fn wait_connects(app: &App, n: u64) {

@@ -318,6 +318,32 @@ impl TestApp {
     }
 }
 
+impl Drop for TestApp {
+    /// A test's Redis keys go with it (its prefix is its own): the epoch and
+    /// generation counters have no expiry and would pile up run after run.
+    fn drop(&mut self) {
+        let config = &self.app.services.config;
+        if !self.db.owned || config.redis_url != REDIS_URL {
+            return;
+        }
+        let pattern = format!("{}*", config.redis_key_prefix);
+        let Ok(out) = std::process::Command::new("redis-cli")
+            .args(["-u", REDIS_URL, "--scan", "--pattern", &pattern])
+            .output()
+        else {
+            return;
+        };
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let keys: Vec<&str> = listed.lines().filter(|k| !k.is_empty()).collect();
+        for chunk in keys.chunks(500) {
+            let _ = std::process::Command::new("redis-cli")
+                .args(["-u", REDIS_URL, "del"])
+                .args(chunk)
+                .output();
+        }
+    }
+}
+
 /// Global id as the API shows it.
 pub fn gid(ty: &str, id: i64) -> String {
     nexora::graphql::ids::to_global(ty, id).0
