@@ -18,7 +18,8 @@ use super::{Entry, Found, Snapshot, StoreArgs, keys};
 // An entry is one string, `SET` with its lifetime in one command:
 //   "N1 <etag> <fresh_until> <epoch> <gen> <body len> <tags len>\n" <body> <tags>
 // where <gen> is the generation counter read before its data was, and
-// <tags> the space-separated keys of the tag versions it depends on. The
+// <tags> the space-separated names of the tags it depends on (the lookup
+// prefixes them with `<prefix>cache:tag:` to read their versions). The
 // lookup script reads the header and, only when it needs them, the tags or
 // the body with `GETRANGE`: Redis's Lua hashes every byte of every string
 // it creates (~6 µs for a 5 KB body here), so a store never hands its body
@@ -43,8 +44,8 @@ use super::{Entry, Found, Snapshot, StoreArgs, keys};
 /// it (the entry it writes answers the waiters), so a lock taken before the
 /// generation last moved is taken over — its holder's result may be one a
 /// write has already invalidated, and nobody should wait for it.
-/// KEYS: entry, epoch, gen, lock. ARGV: now_ms, lock token, lock px (0: no lock).
-/// A key of another type (an entry of an older layout) is a miss.
+/// KEYS: entry, epoch, gen, lock. ARGV: now_ms, lock token, lock px (0: no
+/// lock), tag key prefix. A key of another type (an entry of an older layout) is a miss.
 const LOOKUP: &str = r"
 local h = redis.pcall('GETRANGE', KEYS[1], 0, 255)
 if type(h) ~= 'string' then h = '' end
@@ -61,7 +62,7 @@ if etag and p == epoch then
     valid = true
     local t = redis.call('GETRANGE', KEYS[1], tags, tags + tonumber(tlen) - 1)
     local keys = {}
-    for k in string.gmatch(t, '%S+') do keys[#keys + 1] = k end
+    for k in string.gmatch(t, '%S+') do keys[#keys + 1] = ARGV[4] .. k end
     if #keys > 0 then
       local cur = redis.call('MGET', unpack(keys))
       local since = tonumber(g)
@@ -335,7 +336,12 @@ impl RedisBackend {
             .pipelined(
                 &self.lookup,
                 &[k.entry, k.epoch, k.generation, k.lock],
-                &[int(now_ms), token.as_str().into(), int(lock_px)],
+                &[
+                    int(now_ms),
+                    token.as_str().into(),
+                    int(lock_px),
+                    tag_key(prefix, "").into(),
+                ],
                 &[],
                 &[],
             )
@@ -355,13 +361,7 @@ impl RedisBackend {
             px,
         } = *args;
         let k = keys(prefix, hash);
-        let mut tag_list = String::with_capacity(tags.len() * (prefix.len() + 24));
-        for t in tags {
-            if !tag_list.is_empty() {
-                tag_list.push(' ');
-            }
-            push_tag_key(&mut tag_list, prefix, t);
-        }
+        let tag_list = tags.join(" ");
         let header = format!(
             "N1 {} {} {} {} {} {}\n",
             entry.etag,
@@ -518,18 +518,14 @@ fn bad_reply() -> Error {
     Error::new(fred::error::ErrorKind::Parse, "unexpected script reply")
 }
 
-/// The Redis key of a tag's version.
+/// The Redis key of a tag's version (with an empty tag: what the lookup
+/// script puts before every tag name an entry lists).
 pub fn tag_key(prefix: &str, tag: &str) -> String {
     let mut key = String::with_capacity(prefix.len() + 10 + tag.len());
-    push_tag_key(&mut key, prefix, tag);
+    key.push_str(prefix);
+    key.push_str("cache:tag:");
+    key.push_str(tag);
     key
-}
-
-/// Appends a tag's key to `out` (no `format!`: a store writes one per tag).
-fn push_tag_key(out: &mut String, prefix: &str, tag: &str) {
-    out.push_str(prefix);
-    out.push_str("cache:tag:");
-    out.push_str(tag);
 }
 
 fn rand_suffix() -> u64 {

@@ -29,7 +29,18 @@ pub fn user(id: i64) -> String {
 }
 /// Whether a username exists (and which user it is).
 pub fn username(name: &str) -> String {
-    format!("username:{name}")
+    // the only tag holding client input: a stored entry lists its tags
+    // separated by whitespace, so whitespace (and `%`) is percent-encoded
+    let mut tag = String::with_capacity(9 + name.len());
+    tag.push_str("username:");
+    for c in name.chars() {
+        if c == '%' || c.is_ascii_whitespace() || c == '\x0b' {
+            tag.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            tag.push(c);
+        }
+    }
+    tag
 }
 /// A review's fields and counters.
 pub fn review(id: i64) -> String {
@@ -121,4 +132,15 @@ pub fn title_created(title_id: i64) -> Vec<String> {
 /// What changes when a user signs up.
 pub fn user_created(user_id: i64, name: &str) -> Vec<String> {
     vec![user(user_id), username(name)]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_username_tag_is_one_word_whatever_was_asked() {
+        assert_eq!(super::username("ada_l"), "username:ada_l");
+        assert_eq!(super::username("a b\tc%"), "username:a%20b%09c%25");
+        assert_eq!(super::username("x\u{0b}y"), "username:x%0By");
+        assert!(!super::username("a\nb\rc d").contains(char::is_whitespace));
+    }
 }
