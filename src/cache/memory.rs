@@ -31,8 +31,7 @@ struct State {
     versions: HashMap<String, u64>,
     generation: u64,
     epoch: u64,
-    /// Fill locks: token, until (ms), generation when taken.
-    locks: HashMap<String, (String, u64, u64)>,
+    locks: HashMap<String, (String, u64)>,
     rates: HashMap<i64, VecDeque<u64>>,
     apq: HashMap<String, String>,
     inserts: u64,
@@ -75,17 +74,10 @@ impl MemoryBackend {
             }
             let mut locked = false;
             if lock_px > 0 {
-                // taken over once the generation moved, as in Redis
-                let generation = s.generation;
-                let free = s
-                    .locks
-                    .get(hash)
-                    .is_none_or(|(_, until, g)| *until <= now_ms || *g != generation);
+                let free = s.locks.get(hash).is_none_or(|(_, until)| *until <= now_ms);
                 if free {
-                    s.locks.insert(
-                        hash.to_owned(),
-                        (token.clone(), now_ms + lock_px, generation),
-                    );
+                    s.locks
+                        .insert(hash.to_owned(), (token.clone(), now_ms + lock_px));
                     locked = true;
                 }
             }
@@ -140,7 +132,7 @@ impl MemoryBackend {
                     },
                 );
             }
-            if s.locks.get(hash).is_some_and(|(t, _, _)| *t == snap.token) {
+            if s.locks.get(hash).is_some_and(|(t, _)| *t == snap.token) {
                 s.locks.remove(hash);
             }
             ok
@@ -150,7 +142,7 @@ impl MemoryBackend {
     /// Releases a fill lock held with `token`.
     pub fn unlock(&self, hash: &str, token: &str) {
         self.with(|s| {
-            if s.locks.get(hash).is_some_and(|(t, _, _)| t == token) {
+            if s.locks.get(hash).is_some_and(|(t, _)| t == token) {
                 s.locks.remove(hash);
             }
         });

@@ -16,10 +16,11 @@ use fred::{
 use super::{Entry, Found, Snapshot, StoreArgs, keys};
 
 // An entry is one string, `SET` with its lifetime in one command:
-//   "N1 <etag> <fresh_until> <epoch> <gen> <body len> <tags len>\n" <body> <tags>
+//   "N1 <etag> <fresh_until> <epoch> <gen> <body len> <tags len> <token>\n" <body> <tags>
 // where <gen> is the generation counter read before its data was, and
 // <tags> the space-separated names of the tags it depends on (the lookup
-// prefixes them with `<prefix>cache:tag:` to read their versions). The
+// prefixes them with `<prefix>cache:tag:` to read their versions), and
+// <token> the fill-lock token of the request that stored it. The
 // lookup script reads the header and, only when it needs them, the tags or
 // the body with `GETRANGE`: Redis's Lua hashes every byte of every string
 // it creates (~6 µs for a 5 KB body here), so a store never hands its body
@@ -40,10 +41,10 @@ use super::{Entry, Found, Snapshot, StoreArgs, keys};
 /// Otherwise tries to take the fill lock and returns `{2, etag,
 /// fresh_until, gen, epoch, locked, body}` for a current entry past
 /// freshness (served only if Postgres fails), or `{0, '', 0, gen, epoch,
-/// locked}`. The lock's value is `<gen> <token>`: a store does not release
-/// it (the entry it writes answers the waiters), so a lock taken before the
-/// generation last moved is taken over — its holder's result may be one a
-/// write has already invalidated, and nobody should wait for it.
+/// locked}`. A store does not release its lock (the entry it writes
+/// answers the waiters), so a lock whose holder is the request that stored
+/// the entry found here (its token is in the header) is taken over: that
+/// holder is done, and the entry is only no longer current or fresh.
 /// KEYS: entry, epoch, gen, lock. ARGV: now_ms, lock token, lock px (0: no
 /// lock), tag key prefix. A key of another type (an entry of an older layout) is a miss.
 const LOOKUP: &str = r"
@@ -51,7 +52,7 @@ local h = redis.pcall('GETRANGE', KEYS[1], 0, 255)
 if type(h) ~= 'string' then h = '' end
 local epoch = redis.call('GET', KEYS[2]) or '0'
 local gen = redis.call('GET', KEYS[3]) or '0'
-local etag, f, p, g, blen, tlen = string.match(h, '^N1 (%S+) (%d+) (%d+) (%d+) (%d+) (%d+)\n')
+local etag, f, p, g, blen, tlen, by = string.match(h, '^N1 (%S+) (%d+) (%d+) (%d+) (%d+) (%d+) (%S+)\n')
 local stale = false
 local body
 if etag and p == epoch then
@@ -79,15 +80,13 @@ if etag and p == epoch then
 end
 local locked = 0
 if ARGV[3] ~= '0' then
-  local mine = gen .. ' ' .. ARGV[2]
-  if redis.call('SET', KEYS[4], mine, 'NX', 'PX', ARGV[3]) then
+  if redis.call('SET', KEYS[4], ARGV[2], 'NX', 'PX', ARGV[3]) then
     locked = 1
-  else
-    local holder = redis.call('GET', KEYS[4])
-    if not holder or string.match(holder, '^(%d+) ') ~= gen then
-      redis.call('SET', KEYS[4], mine, 'PX', ARGV[3])
-      locked = 1
-    end
+  elseif by and redis.call('GET', KEYS[4]) == by then
+    -- the holder stored its result (this entry): there is nothing to wait
+    -- for, the entry is only no longer current or fresh
+    redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])
+    locked = 1
   end
 end
 if stale then return {2, etag, f, gen, epoch, locked, body} end
@@ -363,13 +362,14 @@ impl RedisBackend {
         let k = keys(prefix, hash);
         let tag_list = tags.join(" ");
         let header = format!(
-            "N1 {} {} {} {} {} {}\n",
+            "N1 {} {} {} {} {} {} {}\n",
             entry.etag,
             entry.fresh_until_ms,
             snap.epoch,
             snap.generation,
             entry.body.len(),
-            tag_list.len()
+            tag_list.len(),
+            snap.token
         );
         let mut value = Vec::with_capacity(header.len() + entry.body.len() + tag_list.len());
         value.extend_from_slice(header.as_bytes());
@@ -491,13 +491,11 @@ fn read_lookup(script: Value, token: String) -> Result<Found, Error> {
         _ => None,
     };
     let int = |i: usize| items.get(i).and_then(Value::as_u64).unwrap_or(0);
-    // the lock's value: the generation it was taken at, then the token
-    let held = format!("{} {token}", int(3));
     let snap = |locked: bool| Snapshot {
         generation: int(3),
         epoch: int(4),
         locked,
-        token: held.clone(),
+        token: token.clone(),
     };
     let status = int(0);
     let entry = body.map(|body| Entry {

@@ -668,20 +668,28 @@ async fn a_fill_lock_is_released_only_by_its_holder() {
             panic!("a miss")
         };
         assert!(again.locked, "free again once the holder released it");
-        // a write since the lock was taken: its holder's result may be
-        // invalid already, so the next miss takes the lock over (a store
-        // leaves its lock in place; nobody must wait for a doomed result)
-        cache.invalidate(&["Title:lock-test".to_owned()]).await;
-        let Lookup::Miss(over, None) = cache.lookup("lock-test", true).await else {
+        // a write (elsewhere) while the holder computes: the others still
+        // wait for it (no stampede under writes)
+        cache.invalidate(&["Title:elsewhere".to_owned()]).await;
+        let Lookup::Miss(during, None) = cache.lookup("lock-test", true).await else {
             panic!("a miss")
         };
+        assert!(!during.locked, "a holder still computing is waited for");
+        // the holder stores, then a write makes its entry outdated: the
+        // next miss must not wait for a holder that is done
+        let body = bytes::Bytes::from_static(b"{}");
+        let tags = ["Title:lock-test".to_owned()];
+        let ttl = Duration::from_secs(60);
         assert!(
-            over.locked,
-            "a lock older than the last write is taken over"
+            cache
+                .store("lock-test", &again, body, ttl, &tags)
+                .await
+                .is_some()
         );
-        let Lookup::Miss(after, None) = cache.lookup("lock-test", true).await else {
-            panic!("a miss")
+        cache.invalidate(&tags).await;
+        let Lookup::Miss(next, None) = cache.lookup("lock-test", true).await else {
+            panic!("a miss: the entry is outdated")
         };
-        assert!(!after.locked, "the new holder is waited for");
+        assert!(next.locked, "the lock of a holder that has stored is free");
     }
 }
