@@ -99,6 +99,9 @@ cleanup() {
   stop_pid "$BASELINE_PID" baseline; BASELINE_PID=
   stop_pid "$PAIR_PID" "cache-off server"; PAIR_PID=
   stop_pid "$SERVER_PID" server; SERVER_PID=
+  # W4 alone leaves hundreds of MB of one-off entries (kept for the stale
+  # window, an hour by default); nothing reads them after the run
+  if [ -n "${CLEAR_AT_EXIT:-}" ]; then clear_redis || true; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -156,6 +159,7 @@ clear_redis() { # only our prefix; bounded by the number of keys
   redis-cli -u "$REDIS_URL" --scan --pattern "${PREFIX}*" |
     xargs -r -d '\n' -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
 }
+CLEAR_AT_EXIT=1
 
 # -- servers --------------------------------------------------------------------
 launch() { # port ttl ("" = the default) log; sets LAUNCHED
