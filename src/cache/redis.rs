@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use fred::{
     interfaces::{ClientLike, KeysInterface, LuaInterface},
     prelude::{Builder, Client, Config, Error, ReconnectPolicy},
-    types::{ClusterHash, CustomCommand, Expiration, Value},
+    types::{Expiration, Value},
 };
 
 use super::{Entry, Found, Snapshot, StoreArgs, keys};
@@ -268,57 +268,21 @@ impl RedisBackend {
         keys: Vec<String>,
         args: Vec<Value>,
     ) -> Result<Value, Error> {
-        self.pipelined(script, &keys, &args, &[], &[])
+        let sha = match script.sha() {
+            Some(sha) => sha,
+            None => self.load(script).await?,
+        };
+        match self
+            .client
+            .evalsha::<Value, _, _, _>(sha, keys.clone(), args.clone())
             .await
-            .map(|(reply, _)| reply)
-    }
-
-    /// The loaded hash of `script`, loading it first when needed.
-    async fn sha(&self, script: &Script) -> Result<String, Error> {
-        match script.sha() {
-            Some(sha) => Ok(sha),
-            None => self.load(script).await,
+        {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                let sha = self.load(script).await?;
+                self.client.evalsha(sha, keys, args).await
+            }
+            other => other,
         }
-    }
-
-    /// Runs `script` in one pipeline (one round trip) between plain
-    /// commands `before` and `after` (name, arguments). Returns the script's
-    /// reply and the replies to `after`. A script Redis lost (restart,
-    /// `SCRIPT FLUSH`) is loaded and the pipeline sent once more, so the
-    /// commands must be safe to repeat.
-    async fn pipelined(
-        &self,
-        script: &Script,
-        keys: &[String],
-        args: &[Value],
-        before: &[Plain],
-        after: &[Plain],
-    ) -> Result<(Value, Vec<Value>), Error> {
-        let mut sha = self.sha(script).await?;
-        for attempt in 0..2 {
-            let p = self.client.pipeline();
-            for (name, argv) in before {
-                let () = p.custom(plain(name), argv.clone()).await?;
-            }
-            let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
-            argv.push(sha.as_str().into());
-            argv.push(int(keys.len() as u64));
-            argv.extend(keys.iter().map(|k| Value::from(k.as_str())));
-            argv.extend(args.iter().cloned());
-            let () = p.custom(evalsha(), argv).await?;
-            for (name, argv) in after {
-                let () = p.custom(plain(name), argv.clone()).await?;
-            }
-            let mut replies = p.try_all::<Value>().await.into_iter().skip(before.len());
-            match replies.next().unwrap_or_else(|| Err(bad_reply())) {
-                Err(e) if attempt == 0 && e.details().starts_with("NOSCRIPT") => {
-                    sha = self.load(script).await?;
-                }
-                Err(e) => return Err(e),
-                Ok(v) => return Ok((v, replies.collect::<Result<Vec<_>, _>>()?)),
-            }
-        }
-        Err(bad_reply())
     }
 
     /// One lookup; takes the fill lock on a miss when `lock_px > 0`.
@@ -331,21 +295,19 @@ impl RedisBackend {
         prefix: &str,
     ) -> Result<Found, Error> {
         let k = keys(prefix, hash);
-        let (script, _) = self
-            .pipelined(
+        let reply = self
+            .eval(
                 &self.lookup,
-                &[k.entry, k.epoch, k.generation, k.lock],
-                &[
+                vec![k.entry, k.epoch, k.generation, k.lock],
+                vec![
                     int(now_ms),
                     token.as_str().into(),
                     int(lock_px),
                     tag_key(prefix, "").into(),
                 ],
-                &[],
-                &[],
             )
             .await?;
-        read_lookup(script, token)
+        read_lookup(reply, token)
     }
 
     /// Stores `entry`: one `SET … PX`, the entry with its lifetime (see the
@@ -375,14 +337,10 @@ impl RedisBackend {
         value.extend_from_slice(header.as_bytes());
         value.extend_from_slice(&entry.body);
         value.extend_from_slice(tag_list.as_bytes());
-        let args: Vec<Value> = vec![
-            k.entry.into(),
-            Value::Bytes(value.into()),
-            "PX".into(),
-            int(px),
-        ];
-        let _: Value = self.client.custom(plain("SET"), args).await?;
-        Ok(())
+        let px = Expiration::PX(i64::try_from(px).unwrap_or(i64::MAX));
+        self.client
+            .set(k.entry, Value::Bytes(value.into()), Some(px), None, false)
+            .await
     }
 
     /// Releases a fill lock we hold (when nothing is stored).
@@ -468,18 +426,6 @@ impl RedisBackend {
     }
 }
 
-/// A plain command for [`RedisBackend::pipelined`]: name and arguments.
-type Plain = (&'static str, Vec<Value>);
-
-fn plain(name: &'static str) -> CustomCommand {
-    CustomCommand::new_static(name, ClusterHash::Offset(0), false)
-}
-
-/// `EVALSHA sha numkeys keys… args…` (fred's pipelines have no `evalsha`).
-fn evalsha() -> CustomCommand {
-    CustomCommand::new_static("EVALSHA", ClusterHash::Offset(2), false)
-}
-
 /// Reads the lookup script's reply.
 fn read_lookup(script: Value, token: String) -> Result<Found, Error> {
     let Value::Array(mut items) = script else {
@@ -506,7 +452,8 @@ fn read_lookup(script: Value, token: String) -> Result<Found, Error> {
     Ok(match (status, entry) {
         (1, Some(e)) => Found::Fresh(e, int(3)),
         (2, Some(e)) => Found::Stale(e, snap(int(5) == 1)),
-        // no body: the entry vanished between the script's two reads
+        // a hit without a body (never sent by the script): a miss, not an
+        // empty response
         (1, None) => Found::Miss(snap(false)),
         _ => Found::Miss(snap(int(5) == 1)),
     })
@@ -519,11 +466,7 @@ fn bad_reply() -> Error {
 /// The Redis key of a tag's version (with an empty tag: what the lookup
 /// script puts before every tag name an entry lists).
 pub fn tag_key(prefix: &str, tag: &str) -> String {
-    let mut key = String::with_capacity(prefix.len() + 10 + tag.len());
-    key.push_str(prefix);
-    key.push_str("cache:tag:");
-    key.push_str(tag);
-    key
+    format!("{prefix}cache:tag:{tag}")
 }
 
 fn rand_suffix() -> u64 {
