@@ -6,7 +6,7 @@
 //! per-span state behind a lock that every span enter and exit reads, which
 //! cost a measurable share of a cache hit's CPU with a span per request.
 
-use tracing_subscriber::{EnvFilter, filter::Targets, fmt, layer::SubscriberExt, prelude::*};
+use tracing_subscriber::{EnvFilter, filter::Targets, fmt, prelude::*};
 
 use crate::config::Config;
 

@@ -2,7 +2,8 @@
 //! Redis): the same semantics as the Redis backend — tag versions, epoch,
 //! fill locks, sliding-window rate limits, persisted queries — for a single
 //! instance. A store that raced a write is refused here already (the check
-//! is free in process); Redis stores it and its lookups refuse it. Bounded: past `MAX_ENTRIES` the expired
+//! is free in process; Redis stores it and its lookups refuse it), and a
+//! store releases its fill lock. Bounded: past `MAX_ENTRIES` the expired
 //! entries go first, then the oldest tenth.
 
 use std::{

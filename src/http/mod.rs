@@ -86,25 +86,25 @@ async fn request_context(req: Request, next: Next) -> Response {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
         let duration_us = started.elapsed().as_micros() as u64;
+        // a level is part of an event's static metadata: one macro per level,
+        // one list of fields
+        macro_rules! closing {
+            ($level:ident, $message:literal) => {
+                tracing::$level!(
+                    %method,
+                    path = uri.path(),
+                    status,
+                    cache.status = cache_status,
+                    duration_us,
+                    $message
+                )
+            };
+        }
         span.in_scope(|| {
             if status >= 500 {
-                tracing::warn!(
-                    %method,
-                    path = uri.path(),
-                    status,
-                    cache.status = cache_status,
-                    duration_us,
-                    "request failed"
-                );
+                closing!(warn, "request failed");
             } else {
-                tracing::debug!(
-                    %method,
-                    path = uri.path(),
-                    status,
-                    cache.status = cache_status,
-                    duration_us,
-                    "request done"
-                );
+                closing!(debug, "request done");
             }
         });
     }

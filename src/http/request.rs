@@ -39,7 +39,6 @@ pub enum ReadError {
     UnsupportedMedia(String),
 }
 
-/// Parses a POST body according to its Content-Type.
 /// The request's media type, lower-case, without parameters (a missing
 /// Content-Type counts as JSON).
 fn media_type(headers: &HeaderMap) -> String {

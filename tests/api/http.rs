@@ -250,17 +250,9 @@ async fn browsers_get_cors_headers_and_preflights_succeed() {
         .to_ascii_lowercase();
     assert!(allowed.contains("authorization") && allowed.contains("content-type"));
 
-    let body = json!({ "query": "{ titles(first: 1) { totalCount } }" }).to_string();
-    let post = |origin: Option<&str>| {
-        let mut req = Request::post("/graphql").header("content-type", "application/json");
-        if let Some(o) = origin {
-            req = req.header("origin", o);
-        }
-        req.body(Body::from(body.clone())).expect("req")
-    };
     // twice each: the second is answered from the cache, through the same layers
     for _ in 0..2 {
-        let res = t.send(post(Some("https://app.example"))).await;
+        let res = t.send(titles_post(Some("https://app.example"))).await;
         assert_eq!(res.status, 200);
         assert_eq!(res.headers["access-control-allow-origin"], "*");
         let exposed = res.headers["access-control-expose-headers"]
@@ -269,7 +261,7 @@ async fn browsers_get_cors_headers_and_preflights_succeed() {
             .to_ascii_lowercase();
         assert!(exposed.contains("x-cache") && exposed.contains("etag"));
         // not a CORS request, but a shared cache may hand it to a browser later
-        let res = t.send(post(None)).await;
+        let res = t.send(titles_post(None)).await;
         assert_eq!(res.status, 200);
         assert_eq!(res.headers["access-control-allow-origin"], "*");
         assert_eq!(
@@ -286,22 +278,14 @@ async fn a_cors_allow_list_is_enforced_and_varies_on_origin() {
         ..crate::support::test_config()
     })
     .await;
-    let body = json!({ "query": "{ titles(first: 1) { totalCount } }" }).to_string();
-    let post = |origin: Option<&str>| {
-        let mut req = Request::post("/graphql").header("content-type", "application/json");
-        if let Some(o) = origin {
-            req = req.header("origin", o);
-        }
-        req.body(Body::from(body.clone())).expect("req")
-    };
-    let allowed = t.send(post(Some("https://app.example"))).await;
+    let allowed = t.send(titles_post(Some("https://app.example"))).await;
     assert_eq!(
         allowed.headers["access-control-allow-origin"],
         "https://app.example"
     );
-    let other = t.send(post(Some("https://evil.example"))).await;
+    let other = t.send(titles_post(Some("https://evil.example"))).await;
     assert!(!other.headers.contains_key("access-control-allow-origin"));
-    let plain = t.send(post(None)).await;
+    let plain = t.send(titles_post(None)).await;
     assert!(!plain.headers.contains_key("access-control-allow-origin"));
     let vary: Vec<_> = plain.headers.get_all("vary").iter().collect();
     assert!(
@@ -309,4 +293,14 @@ async fn a_cors_allow_list_is_enforced_and_varies_on_origin() {
             .any(|v| v.to_str().is_ok_and(|v| v.contains("origin"))),
         "{vary:?}"
     );
+}
+
+/// A small cacheable query, sent from `origin` (a browser) or without one.
+fn titles_post(origin: Option<&str>) -> Request<Body> {
+    let body = json!({ "query": "{ titles(first: 1) { totalCount } }" }).to_string();
+    let mut req = Request::post("/graphql").header("content-type", "application/json");
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    req.body(Body::from(body)).expect("req")
 }
