@@ -65,7 +65,8 @@ pub struct Metrics {
     pub cache_bypasses: AtomicU64,
     /// Entries served past freshness because Postgres failed.
     pub cache_stale_served: AtomicU64,
-    /// Results stored.
+    /// Results stored (with Redis: handed over; a failed `SET` counts
+    /// under `redis_errors`).
     pub cache_stores: AtomicU64,
     /// Results not stored because something they read changed meanwhile
     /// (in-process backend; Redis stores them and every lookup refuses them).
@@ -111,7 +112,7 @@ impl Metrics {
             ),
             (
                 "nexora_cache_stores_total",
-                "Results stored in the cache",
+                "Results stored in the cache (with Redis: sent after the response; failed SETs count as Redis errors)",
                 &self.cache_stores,
             ),
             (

@@ -141,7 +141,7 @@ const MAX_TAGS: usize = 2_000;
 pub struct Cache {
     backend: Backend,
     prefix: String,
-    breaker: Breaker,
+    breaker: Arc<Breaker>,
     /// An invalidation was lost (or Redis reconnected): bump the epoch before serving hits.
     dirty: Arc<AtomicBool>,
     query_cache: bool,
@@ -177,6 +177,14 @@ impl Cache {
     }
 
     async fn build(config: &Config, memory_fallback: bool) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let breaker = Arc::new(Breaker::new(3, Duration::from_millis(500)));
+        // stores are written after their request answered (see
+        // `RedisBackend::store`): their failures arrive here
+        let on_store_error = || -> redis::OnStoreError {
+            let (metrics, breaker) = (metrics.clone(), breaker.clone());
+            Box::new(move |e| report_failure(&metrics, &breaker, "store", e))
+        };
         let backend = if config.redis_url == "memory" {
             tracing::info!(
                 "query cache: in-process memory (REDIS_URL=memory; fine for a single instance)"
@@ -188,7 +196,14 @@ impl Cache {
             } else {
                 Duration::from_millis(1500)
             };
-            match RedisBackend::connect(&config.redis_url, config.redis_timeout, wait).await {
+            match RedisBackend::connect(
+                &config.redis_url,
+                config.redis_timeout,
+                wait,
+                on_store_error(),
+            )
+            .await
+            {
                 Ok(r) => {
                     tracing::info!(url = %config.redis_url, "query cache: Redis");
                     Backend::Redis(Arc::new(r))
@@ -201,7 +216,11 @@ impl Cache {
                 Err(e) => {
                     tracing::warn!(error = %e, url = %config.redis_url,
                         "Redis does not answer; serving uncached and reconnecting in the background");
-                    match RedisBackend::lazy(&config.redis_url, config.redis_timeout) {
+                    match RedisBackend::lazy(
+                        &config.redis_url,
+                        config.redis_timeout,
+                        on_store_error(),
+                    ) {
                         Ok(r) => Backend::Redis(Arc::new(r)),
                         Err(e) => {
                             tracing::error!(error = %e, "REDIS_URL is not usable; using no shared cache");
@@ -221,14 +240,14 @@ impl Cache {
         Self {
             backend,
             prefix: config.redis_key_prefix.clone(),
-            breaker: Breaker::new(3, Duration::from_millis(500)),
+            breaker,
             dirty,
             query_cache: !config.cache_default_ttl.is_zero(),
             max_ttl: config.cache_default_ttl,
             stale: config.cache_stale,
             writes_per_minute: config.rate_limit_writes_per_minute,
             apq_ttl: Duration::from_secs(7 * 24 * 3600),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             lock_seq: AtomicU64::new(0),
             instance: getrandom::u64()
                 .unwrap_or_else(|_| u64::from(std::process::id()) << 32 ^ now_ms()),
@@ -253,12 +272,7 @@ impl Cache {
     }
 
     fn failed(&self, what: &str, e: &fred::error::Error) {
-        self.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
-        if self.breaker.failure() {
-            tracing::warn!(error = %e, "Redis failing ({what}); bypassing the cache until it answers again");
-        } else {
-            tracing::debug!(error = %e, "Redis call failed: {what}");
-        }
+        report_failure(&self.metrics, &self.breaker, what, e);
     }
 
     fn succeeded(&self) {
@@ -432,11 +446,9 @@ impl Cache {
                 if !self.breaker.allow() {
                     return None;
                 }
-                if let Err(e) = r.store(&self.prefix, &args).await {
-                    self.failed("store", &e);
-                    return None;
-                }
-                self.succeeded();
+                // written after this request answers; a failure reaches
+                // the breaker through `report_failure`
+                r.store(&self.prefix, &args);
                 true
             }
         };
@@ -604,6 +616,16 @@ impl Cache {
                 }
             }
         }
+    }
+}
+
+/// Counts a failed Redis call and feeds the breaker.
+fn report_failure(metrics: &Metrics, breaker: &Breaker, what: &str, e: &fred::error::Error) {
+    metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+    if breaker.failure() {
+        tracing::warn!(error = %e, "Redis failing ({what}); bypassing the cache until it answers again");
+    } else {
+        tracing::debug!(error = %e, "Redis call failed: {what}");
     }
 }
 

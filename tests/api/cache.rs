@@ -693,3 +693,113 @@ async fn a_fill_lock_is_released_only_by_its_holder() {
         assert!(next.locked, "the lock of a holder that has stored is free");
     }
 }
+
+/// Read events Redis has processed so far (this INFO's own included).
+fn reads_processed(redis: &OwnRedis) -> u64 {
+    let stats = redis.cli(&["INFO", "stats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("total_reads_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_reads_processed in INFO stats")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_store_leaves_with_the_next_lookup_in_one_packet_and_that_lookup_finds_it() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+
+    use nexora::cache::{Entry, Found, StoreArgs, etag_of, now_ms, redis::RedisBackend};
+
+    // a miss does not wait for its store: the SET goes out with this
+    // instance's next Redis command, before it and in the same packet (one
+    // wake-up of Redis instead of two), and a flush task sends it otherwise
+    let redis = OwnRedis::start();
+    let failures = Arc::new(AtomicU64::new(0));
+    let on_error = {
+        let failures = failures.clone();
+        Box::new(move |_: &fred::error::Error| {
+            failures.fetch_add(1, Ordering::Relaxed);
+        })
+    };
+    let wait = Duration::from_secs(2);
+    let backend = Arc::new(
+        RedisBackend::connect(&redis.url(), wait, wait, on_error)
+            .await
+            .expect("connect to the test's redis-server"),
+    );
+    let prefix = "t:";
+    let Ok(Found::Miss(snap)) = backend
+        .lookup("k", now_ms(), "a".into(), 3_000, prefix)
+        .await
+    else {
+        panic!("an empty Redis must answer a miss")
+    };
+    assert!(snap.locked);
+    let body = bytes::Bytes::from_static(br#"{"data":{"title":{"name":"Packed"}}}"#);
+    let entry = Entry {
+        etag: etag_of(&body),
+        body: body.clone(),
+        fresh_until_ms: now_ms() + 60_000,
+    };
+    let tags = vec!["title:1".to_owned()];
+    // what two INFOs in a row count (redis-cli's own reads: its command and
+    // its connection closing)
+    let idle = reads_processed(&redis).abs_diff(reads_processed(&redis));
+    let before = reads_processed(&redis);
+    // this runtime has one thread and nothing below yields before the
+    // lookup is sent: the flush task cannot run in between
+    backend.store(
+        prefix,
+        &StoreArgs {
+            hash: "k",
+            snap: &snap,
+            entry: &entry,
+            tags: &tags,
+            px: 120_000,
+        },
+    );
+    let found = backend
+        .lookup("k", now_ms(), "b".into(), 3_000, prefix)
+        .await;
+    let after = reads_processed(&redis);
+    let Ok(Found::Fresh(hit, _)) = found else {
+        panic!("the lookup right after a store must find it: {found:?}")
+    };
+    assert_eq!(hit.body, body);
+    assert_eq!(hit.etag, entry.etag);
+    // one read for the SET and the lookup together
+    assert_eq!(
+        after - before,
+        idle + 1,
+        "the SET and the lookup were read apart"
+    );
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
+
+    // with no lookup to travel with, the flush task sends it on its own
+    let entry2 = Entry {
+        etag: etag_of(b"{}"),
+        body: bytes::Bytes::from_static(b"{}"),
+        fresh_until_ms: now_ms() + 60_000,
+    };
+    backend.store(
+        prefix,
+        &StoreArgs {
+            hash: "k2",
+            snap: &snap,
+            entry: &entry2,
+            tags: &tags,
+            px: 120_000,
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while redis.cli(&["EXISTS", "t:cache:gql:k2"]) != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the flush task never sent the store"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
