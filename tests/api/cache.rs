@@ -705,7 +705,7 @@ fn reads_processed(redis: &OwnRedis) -> u64 {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn a_store_leaves_with_the_next_lookup_in_one_packet_and_that_lookup_finds_it() {
+async fn deferred_stores_travel_with_the_next_lookup_and_report_their_failures() {
     use std::sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -802,4 +802,27 @@ async fn a_store_leaves_with_the_next_lookup_in_one_packet_and_that_lookup_finds
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
+
+    // nobody awaits a store, so its failure must still reach the breaker
+    assert_eq!(redis.cli(&["CONFIG", "SET", "maxmemory", "1"]), "OK");
+    backend.store(
+        prefix,
+        &StoreArgs {
+            hash: "k3",
+            snap: &snap,
+            entry: &entry2,
+            tags: &tags,
+            px: 120_000,
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while failures.load(Ordering::Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a SET refused by Redis (OOM) was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(redis.cli(&["EXISTS", "t:cache:gql:k3"]), "0");
 }
