@@ -111,11 +111,21 @@ struct Keys {
 
 fn keys(prefix: &str, hash: &str) -> Keys {
     Keys {
-        entry: format!("{prefix}cache:gql:{hash}"),
+        entry: entry_key(prefix, hash),
         epoch: format!("{prefix}cache:epoch"),
-        generation: format!("{prefix}cache:gen"),
+        generation: generation_key(prefix),
         lock: format!("{prefix}cache:lock:{hash}"),
     }
+}
+
+/// An entry's key alone (a store needs no other).
+fn entry_key(prefix: &str, hash: &str) -> String {
+    format!("{prefix}cache:gql:{hash}")
+}
+
+/// The generation counter's key alone.
+fn generation_key(prefix: &str) -> String {
+    format!("{prefix}cache:gen")
 }
 
 /// Unix time in milliseconds.

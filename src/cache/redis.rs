@@ -18,7 +18,7 @@ use fred::{
     types::{Expiration, Value},
 };
 
-use super::{Entry, Found, Snapshot, StoreArgs, keys};
+use super::{Entry, Found, Snapshot, StoreArgs, entry_key, generation_key, keys};
 
 // An entry is one string, `SET` with its lifetime in one command:
 //   "N1 <etag> <fresh_until> <epoch> <gen> <body len> <tags len> <token>\n" <body> <tags>
@@ -359,7 +359,6 @@ impl RedisBackend {
             tags,
             px,
         } = *args;
-        let k = keys(prefix, hash);
         let tag_list = tags.join(" ");
         let header = format!(
             "N1 {} {} {} {} {} {} {}\n",
@@ -376,7 +375,7 @@ impl RedisBackend {
         value.extend_from_slice(&entry.body);
         value.extend_from_slice(tag_list.as_bytes());
         let deferred = Deferred {
-            key: k.entry,
+            key: entry_key(prefix, hash),
             value: value.into(),
             px: i64::try_from(px).unwrap_or(i64::MAX),
         };
@@ -438,7 +437,7 @@ impl RedisBackend {
         tags: &[String],
         tag_ttl_ms: u64,
     ) -> Result<(), Error> {
-        let mut ks = vec![keys(prefix, "").generation];
+        let mut ks = vec![generation_key(prefix)];
         ks.extend(tags.iter().map(|t| tag_key(prefix, t)));
         self.eval(&self.invalidate, ks, vec![int(tag_ttl_ms)])
             .await
@@ -455,9 +454,7 @@ impl RedisBackend {
 
     /// The generation counter (bumped by every invalidation).
     pub async fn generation(&self, prefix: &str) -> Result<u64, Error> {
-        let get = self
-            .client
-            .get::<Option<u64>, _>(keys(prefix, "").generation);
+        let get = self.client.get::<Option<u64>, _>(generation_key(prefix));
         Ok(self.with_deferred(get).await?.unwrap_or(0))
     }
 
