@@ -273,6 +273,16 @@ async fn app_on_redis(redis: &OwnRedis) -> TestApp {
     .await
 }
 
+/// A redis-server of the test's own, an instance on it, and the variables
+/// of `TITLE_Q` for a new title named `name`.
+async fn title_on_own_redis(name: &str) -> (OwnRedis, TestApp, serde_json::Value) {
+    let redis = OwnRedis::start();
+    let t = app_on_redis(&redis).await;
+    let mut c = t.conn().await;
+    let ti = fx::title(&mut c, name).await;
+    (redis, t, json!({ "id": gid("Title", ti) }))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_redis_lost_are_reloaded_and_bodies_are_stored_whole() {
     let redis = OwnRedis::start();
@@ -302,7 +312,7 @@ async fn scripts_redis_lost_are_reloaded_and_bodies_are_stored_whole() {
         assert_eq!(res.ok()["title"]["name"], name);
         assert!(res.headers.contains_key("etag"));
     }
-    // every entry was stored with its lifetime (the seal script after HSET)
+    // every entry was stored with its lifetime (`SET … PX`)
     let entries = redis.cli(&["--scan", "--pattern", "*cache:gql:*"]);
     assert_eq!(entries.lines().count(), 2, "{entries}");
     for key in entries.lines() {
@@ -315,11 +325,7 @@ async fn scripts_redis_lost_are_reloaded_and_bodies_are_stored_whole() {
 async fn an_entry_of_an_older_layout_is_a_miss_and_is_replaced() {
     // during a rolling deploy, Redis may hold entries written by the
     // previous version (a hash per entry): they are misses, never errors
-    let redis = OwnRedis::start();
-    let a = app_on_redis(&redis).await;
-    let mut c = a.conn().await;
-    let ti = fx::title(&mut c, "Old layout").await;
-    let vars = json!({ "id": gid("Title", ti) });
+    let (redis, a, vars) = title_on_own_redis("Old layout").await;
     assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "MISS");
     let key = redis.cli(&["--scan", "--pattern", "*cache:gql:*"]);
     assert_eq!(key.lines().count(), 1, "{key}");
@@ -356,11 +362,7 @@ async fn an_entry_of_an_older_layout_is_a_miss_and_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_costs_no_errors_and_the_cache_comes_back() {
-    let redis = OwnRedis::start();
-    let t = app_on_redis(&redis).await;
-    let mut c = t.conn().await;
-    let ti = fx::title(&mut c, "Paused").await;
-    let vars = json!({ "id": gid("Title", ti) });
+    let (redis, t, vars) = title_on_own_redis("Paused").await;
     t.gql(TITLE_Q, vars.clone()).await;
     assert_eq!(x_cache(&t.gql(TITLE_Q, vars.clone()).await), "HIT");
 
@@ -745,22 +747,23 @@ async fn deferred_stores_travel_with_the_next_lookup_and_report_their_failures()
         fresh_until_ms: now_ms() + 60_000,
     };
     let tags = vec!["title:1".to_owned()];
+    let store = |hash: &str, entry: &Entry| {
+        let args = StoreArgs {
+            hash,
+            snap: &snap,
+            entry,
+            tags: &tags,
+            px: 120_000,
+        };
+        backend.store(prefix, &args);
+    };
     // what two INFOs in a row count (redis-cli's own reads: its command and
     // its connection closing)
     let idle = reads_processed(&redis).abs_diff(reads_processed(&redis));
     let before = reads_processed(&redis);
     // this runtime has one thread and nothing below yields before the
     // lookup is sent: the flush task cannot run in between
-    backend.store(
-        prefix,
-        &StoreArgs {
-            hash: "k",
-            snap: &snap,
-            entry: &entry,
-            tags: &tags,
-            px: 120_000,
-        },
-    );
+    store("k", &entry);
     let found = backend
         .lookup("k", now_ms(), "b".into(), 3_000, prefix)
         .await;
@@ -784,16 +787,7 @@ async fn deferred_stores_travel_with_the_next_lookup_and_report_their_failures()
         body: bytes::Bytes::from_static(b"{}"),
         fresh_until_ms: now_ms() + 60_000,
     };
-    backend.store(
-        prefix,
-        &StoreArgs {
-            hash: "k2",
-            snap: &snap,
-            entry: &entry2,
-            tags: &tags,
-            px: 120_000,
-        },
-    );
+    store("k2", &entry2);
     let deadline = Instant::now() + Duration::from_secs(2);
     while redis.cli(&["EXISTS", "t:cache:gql:k2"]) != "1" {
         assert!(
@@ -806,16 +800,7 @@ async fn deferred_stores_travel_with_the_next_lookup_and_report_their_failures()
 
     // nobody awaits a store, so its failure must still reach the breaker
     assert_eq!(redis.cli(&["CONFIG", "SET", "maxmemory", "1"]), "OK");
-    backend.store(
-        prefix,
-        &StoreArgs {
-            hash: "k3",
-            snap: &snap,
-            entry: &entry2,
-            tags: &tags,
-            px: 120_000,
-        },
-    );
+    store("k3", &entry2);
     let deadline = Instant::now() + Duration::from_secs(2);
     while failures.load(Ordering::Relaxed) == 0 {
         assert!(
