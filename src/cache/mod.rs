@@ -6,10 +6,12 @@
 //! How it stays correct (see DESIGN.md's invariants):
 //! - Each result is stored with the tags it read and the generation counter
 //!   captured before executing; invalidation sets each tag's version to a
-//!   new generation (O(tags)). A lookup (one script, one round trip) returns
-//!   an entry only while the epoch is unchanged and no tag version exceeds
-//!   its generation, so a slow read that raced a write is never served, and
-//!   a store is one plain `SET` that checks nothing.
+//!   new generation (O(tags)). A lookup returns an entry only while the
+//!   epoch is unchanged and no tag version exceeds its generation, so a slow
+//!   read that raced a write is never served, and a store is one plain `SET`
+//!   that checks nothing. A lookup is two plain commands in one round trip
+//!   when the entry is missing or the generation has not moved since it was
+//!   stored; otherwise a script reads the tag versions.
 //! - An invalidation that cannot reach Redis marks the instance dirty: it
 //!   serves no hit until it has bumped the epoch (invalidating everything),
 //!   and so does every reconnect to Redis. Other instances learn of the write
@@ -112,7 +114,7 @@ struct Keys {
 fn keys(prefix: &str, hash: &str) -> Keys {
     Keys {
         entry: entry_key(prefix, hash),
-        epoch: format!("{prefix}cache:epoch"),
+        epoch: epoch_key(prefix),
         generation: generation_key(prefix),
         lock: format!("{prefix}cache:lock:{hash}"),
     }
@@ -121,6 +123,11 @@ fn keys(prefix: &str, hash: &str) -> Keys {
 /// An entry's key alone (a store needs no other).
 fn entry_key(prefix: &str, hash: &str) -> String {
     format!("{prefix}cache:gql:{hash}")
+}
+
+/// The epoch counter's key alone.
+fn epoch_key(prefix: &str) -> String {
+    format!("{prefix}cache:epoch")
 }
 
 /// The generation counter's key alone.
@@ -380,7 +387,17 @@ impl Cache {
         let token = self.token();
         let found = match &self.backend {
             Backend::Memory(m) => m.lookup(hash, now_ms(), token, px),
-            Backend::Redis(r) => match r.lookup(hash, now_ms(), token, px, &self.prefix).await {
+            Backend::Redis(r) => match r
+                .lookup(
+                    hash,
+                    now_ms(),
+                    token,
+                    px,
+                    &self.prefix,
+                    self.near.holds(hash),
+                )
+                .await
+            {
                 Ok(f) => {
                     self.succeeded();
                     if let Found::Fresh(e, generation) = &f {

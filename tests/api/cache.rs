@@ -297,6 +297,16 @@ async fn scripts_redis_lost_are_reloaded_and_bodies_are_stored_whole() {
 
     // a Redis restart or failover loses loaded scripts
     assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]), "OK");
+    // an unrelated write: its invalidation script must load again, and the
+    // generation moves, so the other instance below validates the first
+    // entry with the lookup script (loaded again too)
+    a.app
+        .services
+        .cache
+        .invalidate(&["Title:unrelated".to_owned()])
+        .await;
+    let errors = &a.app.services.cache.metrics.redis_errors;
+    assert_eq!(errors.load(std::sync::atomic::Ordering::Relaxed), 0);
     let v2 = json!({ "id": gid("Title", t2) });
     let res = a.gql(TITLE_Q, v2.clone()).await;
     assert_eq!(res.status, 200);
@@ -734,7 +744,7 @@ async fn deferred_stores_travel_with_the_next_lookup_and_report_their_failures()
     );
     let prefix = "t:";
     let Ok(Found::Miss(snap)) = backend
-        .lookup("k", now_ms(), "a".into(), 3_000, prefix)
+        .lookup("k", now_ms(), "a".into(), 3_000, prefix, false)
         .await
     else {
         panic!("an empty Redis must answer a miss")
@@ -765,7 +775,7 @@ async fn deferred_stores_travel_with_the_next_lookup_and_report_their_failures()
     // lookup is sent: the flush task cannot run in between
     store("k", &entry);
     let found = backend
-        .lookup("k", now_ms(), "b".into(), 3_000, prefix)
+        .lookup("k", now_ms(), "b".into(), 3_000, prefix, false)
         .await;
     let after = reads_processed(&redis);
     let Ok(Found::Fresh(hit, _)) = found else {
@@ -810,4 +820,164 @@ async fn deferred_stores_travel_with_the_next_lookup_and_report_their_failures()
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(redis.cli(&["EXISTS", "t:cache:gql:k3"]), "0");
+}
+
+/// Calls of `command` Redis has run so far (`INFO commandstats`).
+fn command_calls(redis: &OwnRedis, command: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A lookup's outcome, comparable across the two ways of looking up.
+fn outcome(found: &nexora::cache::Found) -> String {
+    use nexora::cache::Found;
+    let text = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
+    match found {
+        Found::Fresh(e, generation) => {
+            format!(
+                "fresh {} {} at generation {generation}",
+                text(&e.body),
+                e.etag
+            )
+        }
+        Found::Stale(e, s) => format!("stale {} locked {}", text(&e.body), s.locked),
+        Found::Miss(s) => format!(
+            "miss locked {} generation {} epoch {}",
+            s.locked, s.generation, s.epoch
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_without_the_script_agree_with_it_and_pure_misses_skip_it() {
+    use std::sync::Arc;
+
+    use nexora::cache::{Entry, Found, StoreArgs, etag_of, now_ms, redis::RedisBackend};
+
+    let redis = OwnRedis::start();
+    let wait = Duration::from_secs(2);
+    let backend = Arc::new(
+        RedisBackend::connect(&redis.url(), wait, wait, Box::new(|_| {}))
+            .await
+            .expect("connect to the test's redis-server"),
+    );
+    let p = "t:";
+    let lookup = |hash: &'static str, lock_px: u64, script: bool| {
+        let backend = backend.clone();
+        async move {
+            backend
+                .lookup(hash, now_ms(), format!("token-{hash}"), lock_px, p, script)
+                .await
+                .expect("lookup")
+        }
+    };
+    // the same key looked up both ways (without taking a lock, which would
+    // change what the second one finds) must give the same answer
+    let agree = |hash: &'static str, expected: &'static str| {
+        let lookup = &lookup;
+        async move {
+            let quick = outcome(&lookup(hash, 0, false).await);
+            let script = outcome(&lookup(hash, 0, true).await);
+            assert_eq!(
+                quick, script,
+                "{hash}: plain commands and the script disagree"
+            );
+            assert!(
+                quick.starts_with(expected),
+                "{hash}: {quick}, expected {expected}"
+            );
+        }
+    };
+    let store = |hash: &'static str, snap: &nexora::cache::Snapshot, fresh_ms: i64| {
+        let body = bytes::Bytes::from(format!(r#"{{"data":"{hash}"}}"#));
+        let entry = Entry {
+            etag: etag_of(&body),
+            body,
+            fresh_until_ms: now_ms().saturating_add_signed(fresh_ms),
+        };
+        let tags = ["Title:1".to_owned()];
+        backend.store(
+            p,
+            &StoreArgs {
+                hash,
+                snap,
+                entry: &entry,
+                tags: &tags,
+                px: 120_000,
+            },
+        );
+    };
+
+    // a pure miss: two plain commands, no script, and the lock is a
+    // placeholder in the entry's place (no lock key to create and expire)
+    let scripts = command_calls(&redis, "evalsha");
+    let Found::Miss(snap) = lookup("k", 3_000, false).await else {
+        panic!("an empty Redis must answer a miss")
+    };
+    assert!(snap.locked, "the first miss holds the fill lock");
+    assert_eq!(
+        command_calls(&redis, "evalsha"),
+        scripts,
+        "a pure miss ran a script"
+    );
+    assert_eq!(redis.cli(&["GET", "t:cache:gql:k"]), "L token-k");
+    assert_eq!(redis.cli(&["EXISTS", "t:cache:lock:k"]), "0");
+    agree("k", "miss locked false").await;
+
+    // its store replaces the placeholder; a hit at the generation it was
+    // stored at needs no script either
+    store("k", &snap, 60_000);
+    let scripts = command_calls(&redis, "evalsha");
+    let hit = outcome(&lookup("k", 3_000, false).await);
+    assert!(hit.starts_with(r#"fresh {"data":"k"}"#), "{hit}");
+    assert_eq!(
+        command_calls(&redis, "evalsha"),
+        scripts,
+        "a current hit ran a script"
+    );
+    agree("k", r#"fresh {"data":"k"}"#).await;
+
+    // once the generation moved, the tags decide (the script reads them)
+    let tag_ttl = 600_000;
+    backend
+        .invalidate(p, &["Title:2".to_owned()], tag_ttl)
+        .await
+        .expect("invalidate");
+    agree("k", r#"fresh {"data":"k"}"#).await;
+    backend
+        .invalidate(p, &["Title:1".to_owned()], tag_ttl)
+        .await
+        .expect("invalidate");
+    agree("k", "miss").await;
+
+    // past freshness: kept as a fallback, never a hit
+    let Found::Miss(snap) = lookup("s", 3_000, false).await else {
+        panic!("a miss")
+    };
+    store("s", &snap, -1);
+    agree("s", r#"stale {"data":"s"}"#).await;
+
+    // a whole-cache invalidation
+    let Found::Miss(snap) = lookup("e", 3_000, false).await else {
+        panic!("a miss")
+    };
+    store("e", &snap, 60_000);
+    agree("e", r#"fresh {"data":"e"}"#).await;
+    backend.bump_epoch(p).await.expect("epoch");
+    agree("e", "miss").await;
+
+    // an entry of an older layout (a hash) is a miss, and the lock is the
+    // lock key (the entry's key is taken)
+    redis.cli(&["HSET", "t:cache:gql:o", "b", "{}"]);
+    agree("o", "miss").await;
+    let Found::Miss(snap) = lookup("o", 3_000, false).await else {
+        panic!("a miss")
+    };
+    assert!(snap.locked);
+    assert_eq!(redis.cli(&["GET", "t:cache:lock:o"]), "token-o");
 }
