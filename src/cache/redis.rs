@@ -317,21 +317,25 @@ impl RedisBackend {
         keys: Vec<String>,
         args: Vec<Value>,
     ) -> Result<Value, Error> {
-        let sha = match script.sha() {
-            Some(sha) => sha,
-            None => self.load(script).await?,
-        };
-        match self
-            .client
-            .evalsha::<Value, _, _, _>(sha, keys.clone(), args.clone())
-            .await
-        {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                let sha = self.load(script).await?;
-                self.client.evalsha(sha, keys, args).await
+        // boxed: fred's command futures are kilobytes each (see `quick_lookup`)
+        Box::pin(async move {
+            let sha = match script.sha() {
+                Some(sha) => sha,
+                None => self.load(script).await?,
+            };
+            match self
+                .client
+                .evalsha::<Value, _, _, _>(sha, keys.clone(), args.clone())
+                .await
+            {
+                Err(e) if e.details().starts_with("NOSCRIPT") => {
+                    let sha = self.load(script).await?;
+                    self.client.evalsha(sha, keys, args).await
+                }
+                other => other,
             }
-            other => other,
-        }
+        })
+        .await
     }
 
     /// One lookup; takes the fill lock on a miss when `lock_px > 0`.
@@ -396,11 +400,15 @@ impl RedisBackend {
         lock_px: u64,
         prefix: &str,
     ) -> Result<Quick, Error> {
-        let counters = self
-            .client
-            .mget::<Vec<Option<u64>>, _>(vec![epoch_key(prefix), generation_key(prefix)]);
+        // boxed, as every fred command future here: each is kilobytes, and
+        // unboxed they made every future above them (the request's
+        // included) that large, copied whenever one is moved
+        let counters = Box::pin(
+            self.client
+                .mget::<Vec<Option<u64>>, _>(vec![epoch_key(prefix), generation_key(prefix)]),
+        );
         let key = entry_key(prefix, hash);
-        let entry = async {
+        let entry = Box::pin(async {
             if lock_px == 0 {
                 return self.client.get::<Option<bytes::Bytes>, _>(key).await;
             }
@@ -415,7 +423,7 @@ impl RedisBackend {
                     true,
                 )
                 .await
-        };
+        });
         // `join` polls `counters` first: MGET is queued before the entry's command
         let (counters, entry) = self
             .with_deferred(futures::future::join(counters, entry))
@@ -586,7 +594,7 @@ impl RedisBackend {
 
     /// The generation counter (bumped by every invalidation).
     pub async fn generation(&self, prefix: &str) -> Result<u64, Error> {
-        let get = self.client.get::<Option<u64>, _>(generation_key(prefix));
+        let get = Box::pin(self.client.get::<Option<u64>, _>(generation_key(prefix)));
         Ok(self.with_deferred(get).await?.unwrap_or(0))
     }
 
