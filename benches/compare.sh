@@ -8,7 +8,8 @@
 # env: DURATION (20), WARMUP (3), SLICE (2), CONNECTIONS (32), THREADS (2),
 #      PG, REDIS_URL, BENCH_RUN_DIR
 # Prints each binary's row and NEW's req/s relative to OLD's. Swap the two
-# and run again: the first-named server has a small edge (~2%) of its own.
+# and run again: one position or the other came out 2-5% ahead in runs of
+# one binary against itself or against an equivalent build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OLD=${1:?usage: bash benches/compare.sh OLD_BINARY NEW_BINARY [workload]}

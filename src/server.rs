@@ -1,5 +1,6 @@
 //! Start-up: database, migrations, services, HTTP server, shutdown.
 
+use axum::serve::ListenerExt;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -124,6 +125,14 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     );
     let feed = app.start_feed();
     let closing = app.clone();
+    // no Nagle delay: a subscription's small messages, or a response
+    // written in parts, go out at once instead of waiting up to 40 ms for
+    // the peer's delayed ACK
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, crate::http::router(app.clone()))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
