@@ -250,8 +250,14 @@ pub fn mint_tokens(secret: &str, users: u32) -> anyhow::Result<Vec<HeaderValue>>
 /// Whether a GraphQL response body carries a top-level `errors` member.
 /// Inside JSON strings a quote is always escaped, so `"errors":` can only be
 /// a key; no field of our documents is named `errors`.
+///
+/// Runs on every response, on the two cores the server has too: a window
+/// scan took ~3.9 µs per 5 KB W2 body here (about a tenth of the
+/// generator's CPU per W2 request), memchr's SIMD search ~0.26 µs.
 pub fn has_errors(body: &[u8]) -> bool {
-    body.windows(9).any(|w| w == b"\"errors\":")
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"errors\":"));
+    FINDER.find(body).is_some()
 }
 
 /// The first error's `extensions.code` (or message), for the error breakdown.
