@@ -477,8 +477,9 @@ impl RedisBackend {
     }
 
     /// Stores `entry`: one `SET … PX`, the entry with its lifetime (see the
-    /// layout above). Nothing is checked and the fill lock is left to expire
-    /// or be taken over (see [`LOOKUP`]): the entry answers whoever waits.
+    /// layout above). Nothing is checked. A placeholder lock is overwritten;
+    /// a lock key is left to expire or be taken over (see [`LOOKUP`]): the
+    /// entry answers whoever waits.
     ///
     /// The `SET` is not awaited: the request answers at once, and the `SET`
     /// leaves in the same packet as this instance's next lookup or

@@ -708,12 +708,30 @@ async fn a_fill_lock_is_released_only_by_its_holder() {
 
 /// Read events Redis has processed so far (this INFO's own included).
 fn reads_processed(redis: &OwnRedis) -> u64 {
-    let stats = redis.cli(&["INFO", "stats"]);
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix("total_reads_processed:"))
-        .and_then(|v| v.trim().parse().ok())
+    info_number(redis, "stats", "total_reads_processed:")
         .expect("total_reads_processed in INFO stats")
+}
+
+/// The number after `prefix` (up to a comma or the end of its line) in
+/// Redis's `INFO <section>`, if that line is there.
+fn info_number(redis: &OwnRedis, section: &str, prefix: &str) -> Option<u64> {
+    redis
+        .cli(&["INFO", section])
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.split(',').next()?.trim().parse().ok())
+}
+
+/// A backend on the test's own redis-server; store failures go to `on_error`.
+async fn backend_on(
+    redis: &OwnRedis,
+    on_error: nexora::cache::redis::OnStoreError,
+) -> std::sync::Arc<nexora::cache::redis::RedisBackend> {
+    let wait = Duration::from_secs(2);
+    let backend = nexora::cache::redis::RedisBackend::connect(&redis.url(), wait, wait, on_error)
+        .await
+        .expect("connect to the test's redis-server");
+    std::sync::Arc::new(backend)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -723,7 +741,7 @@ async fn deferred_stores_travel_with_the_next_lookup_and_report_their_failures()
         atomic::{AtomicU64, Ordering},
     };
 
-    use nexora::cache::{Entry, Found, StoreArgs, etag_of, now_ms, redis::RedisBackend};
+    use nexora::cache::{Entry, Found, StoreArgs, etag_of, now_ms};
 
     // a miss does not wait for its store: the SET goes out with this
     // instance's next Redis command, before it and in the same packet (one
@@ -736,12 +754,7 @@ async fn deferred_stores_travel_with_the_next_lookup_and_report_their_failures()
             failures.fetch_add(1, Ordering::Relaxed);
         })
     };
-    let wait = Duration::from_secs(2);
-    let backend = Arc::new(
-        RedisBackend::connect(&redis.url(), wait, wait, on_error)
-            .await
-            .expect("connect to the test's redis-server"),
-    );
+    let backend = backend_on(&redis, on_error).await;
     let prefix = "t:";
     let Ok(Found::Miss(snap)) = backend
         .lookup("k", now_ms(), "a".into(), 3_000, prefix, false)
@@ -824,13 +837,8 @@ async fn deferred_stores_travel_with_the_next_lookup_and_report_their_failures()
 
 /// Calls of `command` Redis has run so far (`INFO commandstats`).
 fn command_calls(redis: &OwnRedis, command: &str) -> u64 {
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.split(',').next()?.parse().ok())
-        .unwrap_or(0)
+    // no line until the command has run once
+    info_number(redis, "commandstats", &format!("cmdstat_{command}:calls=")).unwrap_or(0)
 }
 
 /// A lookup's outcome, comparable across the two ways of looking up.
@@ -855,17 +863,10 @@ fn outcome(found: &nexora::cache::Found) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_without_the_script_agree_with_it_and_pure_misses_skip_it() {
-    use std::sync::Arc;
-
-    use nexora::cache::{Entry, Found, StoreArgs, etag_of, now_ms, redis::RedisBackend};
+    use nexora::cache::{Entry, Found, StoreArgs, etag_of, now_ms};
 
     let redis = OwnRedis::start();
-    let wait = Duration::from_secs(2);
-    let backend = Arc::new(
-        RedisBackend::connect(&redis.url(), wait, wait, Box::new(|_| {}))
-            .await
-            .expect("connect to the test's redis-server"),
-    );
+    let backend = backend_on(&redis, Box::new(|_| {})).await;
     let p = "t:";
     let lookup = |hash: &'static str, lock_px: u64, script: bool| {
         let backend = backend.clone();
