@@ -7,6 +7,7 @@
 # env: SECONDS_MEASURED (6), PORT (18393), PG, REDIS_URL, BENCH_RUN_DIR,
 #      SERVER (the server binary; default: the last run's copy)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 W=${1:?usage: bash benches/callgrind.sh <w1|w2|w3|w4> [cache on|off via CACHE=]}
 RUN_DIR=${BENCH_RUN_DIR:-${TMPDIR:-/tmp}/nexora-bench}
 SERVER=${SERVER:-$RUN_DIR/nexora}
@@ -15,6 +16,7 @@ PORT=${PORT:-18393}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 D=${SECONDS_MEASURED:-6}
+source benches/server-env.sh
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 [ -x "$SERVER" ] && [ -x "$LOAD" ] || { echo "run bash benches/run.sh once first" >&2; exit 1; }
 OUT=$(mktemp -d)
@@ -22,9 +24,8 @@ trap 'kill "$SP" 2>/dev/null || true; wait "$SP" 2>/dev/null || true; rm -rf "$O
 redis-cli -u "$REDIS_URL" --scan --pattern 'bench:*' | xargs -r -d '\n' -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
 ttl=(); [ "${CACHE:-on}" = off ] && ttl=(CACHE_DEFAULT_TTL_SECS=0)
 # generous Redis timeout: everything runs ~50x slower under valgrind
-env "${ttl[@]}" JWT_SECRET=nexora-benchmark-only-secret-0123456789abcdef \
-  DATABASE_URL="$PG/nexora_bench" REDIS_URL="$REDIS_URL" REDIS_KEY_PREFIX=bench: \
-  LISTEN_ADDR="127.0.0.1:$PORT" RUST_LOG=info REDIS_TIMEOUT_MS=2000 \
+bench_env "$PORT" bench:
+env "${ttl[@]}" "${BENCH_ENV[@]}" RUST_LOG=info REDIS_TIMEOUT_MS=2000 \
   valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p" "$SERVER" serve >"$OUT/server.log" 2>&1 &
 SP=$!
 "$LOAD" wait --url "http://127.0.0.1:$PORT" --timeout-secs 120 >/dev/null

@@ -19,6 +19,7 @@ RUN_DIR=${BENCH_RUN_DIR:-${TMPDIR:-/tmp}/nexora-bench}
 LOAD=$RUN_DIR/load
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+source benches/server-env.sh
 [ -x "$LOAD" ] || { echo "run bash benches/run.sh once first" >&2; exit 1; }
 [ -x "$OLD" ] && [ -x "$NEW" ] || { echo "both binaries must exist and be executable" >&2; exit 1; }
 OUT=$(mktemp -d)
@@ -38,9 +39,8 @@ cleanup() {
 trap cleanup EXIT
 clear_keys
 start() { # binary port
-  JWT_SECRET=nexora-benchmark-only-secret-0123456789abcdef \
-    DATABASE_URL="$PG/nexora_bench" REDIS_URL="$REDIS_URL" REDIS_KEY_PREFIX="benchcmp$2:" \
-    LISTEN_ADDR="127.0.0.1:$2" RUST_LOG=warn "$1" serve >"$OUT/server-$2.log" 2>&1 &
+  bench_env "$2" "benchcmp$2:"
+  env "${BENCH_ENV[@]}" RUST_LOG=warn "$1" serve >"$OUT/server-$2.log" 2>&1 &
   PIDS+=($!)
   "$LOAD" wait --url "http://127.0.0.1:$2" --timeout-secs 60 >/dev/null ||
     { tail -20 "$OUT/server-$2.log" >&2; exit 1; }

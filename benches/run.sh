@@ -53,11 +53,10 @@ PAIR_PORT=${PAIR_PORT:-18394}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 RUN_DIR=${BENCH_RUN_DIR:-${TMPDIR:-/tmp}/nexora-bench}
-DB=nexora_bench            # the server's database, recreated every run
+source benches/server-env.sh
+DB=$BENCH_DB               # the server's database, recreated every run
 SEED_DB=nexora_bench_seed  # seeded once, the template of $DB
 PREFIX=bench:              # every Redis key of the suite
-# fixed so the generator can sign users' tokens; a benchmark-only value
-export JWT_SECRET=nexora-benchmark-only-secret-0123456789abcdef
 SEED_ARGS=(--titles 5000 --users 2000 --reviews 100000 --likes 300000 --comments 50000 --seed 42)
 
 log() { printf '\n== %s\n' "$*"; }
@@ -163,8 +162,8 @@ CLEAR_AT_EXIT=1
 
 # -- servers --------------------------------------------------------------------
 launch() { # port ttl ("" = the default) log; sets LAUNCHED
-  env -u CACHE_DEFAULT_TTL_SECS DATABASE_URL="$PG/$DB" REDIS_URL="$REDIS_URL" REDIS_KEY_PREFIX="$PREFIX" \
-    LISTEN_ADDR="127.0.0.1:$1" RUST_LOG="${SERVER_RUST_LOG:-info}" \
+  bench_env "$1" "$PREFIX"
+  env -u CACHE_DEFAULT_TTL_SECS "${BENCH_ENV[@]}" RUST_LOG="${SERVER_RUST_LOG:-info}" \
     ${2:+CACHE_DEFAULT_TTL_SECS=$2} \
     "$SERVER" serve >>"$RUN_DIR/$3" 2>&1 &
   LAUNCHED=$!
