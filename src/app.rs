@@ -13,7 +13,7 @@ use crate::{
         loader::DbLoader,
         schema::{AppSchema, schema_builder},
     },
-    http::{graphql::Executed, ws::Sockets},
+    http::{docs::DocCache, graphql::Executed, ws::Sockets},
 };
 
 /// Services shared by all requests of one instance (schema data).
@@ -49,6 +49,8 @@ pub struct AppParts {
     pub flights: Flights<Executed>,
     /// Cache keys of request bodies seen recently.
     pub keys: KeyMemo,
+    /// Parsed documents of query texts executed recently.
+    pub docs: DocCache,
 }
 
 impl std::ops::Deref for App {
@@ -80,6 +82,7 @@ impl App {
             schema,
             flights: Flights::default(),
             keys: KeyMemo::default(),
+            docs: DocCache::default(),
         }))
     }
 

@@ -554,7 +554,7 @@ async fn run_inner(
             return (e, None);
         }
     };
-    let doc = match async_graphql::parser::parse_query(&query) {
+    let doc = match app.docs.parse(&query) {
         Ok(doc) => doc,
         Err(e) => {
             release(&fill).await;
@@ -601,7 +601,7 @@ async fn run_inner(
     if let Some(name) = &operation_name {
         request = request.operation_name(name.clone());
     }
-    request.set_parsed_query(doc.clone());
+    request.set_parsed_query(ExecutableDocument::clone(&doc));
     let mut response = app.schema.execute(request).await;
     super::order::reorder(&doc, operation_name.as_deref(), &mut response.data);
     let mut ex = finish(response, media);

@@ -1,6 +1,7 @@
 //! HTTP layer: routes, request ids and tracing spans, CORS, body limits, and
 //! WebSocket subscriptions.
 
+pub mod docs;
 pub mod graphql;
 pub mod health;
 pub mod ide;
