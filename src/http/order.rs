@@ -8,6 +8,7 @@
 
 use async_graphql::{
     Name, Value,
+    indexmap::IndexMap,
     parser::types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet},
 };
 
@@ -62,45 +63,128 @@ fn collect<'a>(
 fn apply(doc: &ExecutableDocument, sets: &[&SelectionSet], value: &mut Value) {
     match value {
         Value::List(items) => {
+            // one selection for every item: its keys are collected once per
+            // list, not once per item (a feed page has 20 items)
+            let mut keys = None;
             for item in items {
-                apply(doc, sets, item);
-            }
-        }
-        Value::Object(map) => {
-            let mut keys = Vec::new();
-            for set in sets {
-                collect(doc, set, &mut keys, 0);
-            }
-            // most objects (synchronous fields) are already in order: then
-            // only recurse, without rebuilding the map
-            let mut expected = keys
-                .iter()
-                .map(|(k, _)| *k)
-                .filter(|k| map.contains_key(*k));
-            let in_order =
-                map.len() == keys.len() && map.keys().all(|k| expected.next() == Some(k));
-            if in_order {
-                for (key, subs) in &keys {
-                    if subs.iter().any(|s| !s.items.is_empty())
-                        && let Some(v) = map.get_mut(*key)
-                    {
-                        apply(doc, subs, v);
+                match item {
+                    Value::Object(map) => {
+                        let keys = keys.get_or_insert_with(|| keys_of(doc, sets));
+                        apply_object(doc, keys, map);
                     }
-                }
-                return;
-            }
-            let mut old = std::mem::take(map);
-            for (key, subs) in keys {
-                if let Some(mut v) = old.shift_remove(key) {
-                    if subs.iter().any(|s| !s.items.is_empty()) {
-                        apply(doc, &subs, &mut v);
-                    }
-                    map.insert(key.clone(), v);
+                    other => apply(doc, sets, other),
                 }
             }
-            // anything not matched (should not happen) keeps its place at the end
-            map.extend(old);
         }
+        Value::Object(map) => apply_object(doc, &keys_of(doc, sets), map),
         _ => {}
+    }
+}
+
+/// Response keys of `sets` in order, each with its sub-selections.
+type Keys<'a> = Vec<(&'a Name, Vec<&'a SelectionSet>)>;
+
+fn keys_of<'a>(doc: &'a ExecutableDocument, sets: &[&'a SelectionSet]) -> Keys<'a> {
+    let mut keys = Vec::new();
+    for set in sets {
+        collect(doc, set, &mut keys, 0);
+    }
+    keys
+}
+
+fn apply_object(doc: &ExecutableDocument, keys: &Keys<'_>, map: &mut IndexMap<Name, Value>) {
+    // most objects (synchronous fields) are already in order: then only
+    // recurse, without rebuilding the map
+    let mut expected = keys
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| map.contains_key(*k));
+    let in_order = map.len() == keys.len() && map.keys().all(|k| expected.next() == Some(k));
+    if in_order {
+        for (key, subs) in keys {
+            if subs.iter().any(|s| !s.items.is_empty())
+                && let Some(v) = map.get_mut(*key)
+            {
+                apply(doc, subs, v);
+            }
+        }
+        return;
+    }
+    let mut old = std::mem::take(map);
+    for (key, subs) in keys {
+        if let Some(mut v) = old.shift_remove(*key) {
+            if subs.iter().any(|s| !s.items.is_empty()) {
+                apply(doc, subs, &mut v);
+            }
+            map.insert((*key).clone(), v);
+        }
+    }
+    // anything not matched (should not happen) keeps its place at the end
+    map.extend(old);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_graphql::parser::parse_query;
+
+    fn obj(fields: Vec<(&str, Value)>) -> Value {
+        Value::Object(fields.into_iter().map(|(k, v)| (Name::new(k), v)).collect())
+    }
+
+    fn keys(value: &Value) -> Vec<String> {
+        match value {
+            Value::Object(map) => map.keys().map(|k| k.to_string()).collect(),
+            _ => vec![],
+        }
+    }
+
+    #[test]
+    fn every_object_follows_the_selection_order_in_lists_and_fragments() {
+        let doc = parse_query(
+            "{ feed { edges { node { id rating ...F } } } } \
+             fragment F on Review { body title { name id } }",
+        )
+        .expect("parses");
+        // completion order, not selection order; the first node in order
+        // already, the second one not
+        let node = |first: bool| {
+            let title = obj(vec![("id", Value::from(1)), ("name", Value::from("T"))]);
+            if first {
+                obj(vec![
+                    ("id", Value::from("a")),
+                    ("rating", Value::from(5)),
+                    ("body", Value::from("b")),
+                    ("title", title),
+                ])
+            } else {
+                obj(vec![
+                    ("title", title),
+                    ("body", Value::from("b")),
+                    ("rating", Value::from(4)),
+                    ("id", Value::from("c")),
+                ])
+            }
+        };
+        let edges = Value::List(vec![
+            obj(vec![("node", node(true))]),
+            obj(vec![("node", node(false))]),
+        ]);
+        let mut data = obj(vec![("feed", obj(vec![("edges", edges)]))]);
+        reorder(&doc, None, &mut data);
+        let Value::Object(root) = &data else { panic!() };
+        let Value::Object(feed) = &root["feed"] else {
+            panic!()
+        };
+        let Value::List(edges) = &feed["edges"] else {
+            panic!()
+        };
+        for edge in edges {
+            let Value::Object(edge) = edge else { panic!() };
+            let node = &edge["node"];
+            assert_eq!(keys(node), ["id", "rating", "body", "title"]);
+            let Value::Object(node) = node else { panic!() };
+            assert_eq!(keys(&node["title"]), ["name", "id"]);
+        }
     }
 }
