@@ -93,34 +93,29 @@ fn keys_of<'a>(doc: &'a ExecutableDocument, sets: &[&'a SelectionSet]) -> Keys<'
 }
 
 fn apply_object(doc: &ExecutableDocument, keys: &Keys<'_>, map: &mut IndexMap<Name, Value>) {
-    // most objects (synchronous fields) are already in order: then only
-    // recurse, without rebuilding the map
-    let mut expected = keys
-        .iter()
-        .map(|(k, _)| *k)
-        .filter(|k| map.contains_key(*k));
-    let in_order = map.len() == keys.len() && map.keys().all(|k| expected.next() == Some(k));
-    if in_order {
-        for (key, subs) in keys {
-            if subs.iter().any(|s| !s.items.is_empty())
-                && let Some(v) = map.get_mut(*key)
-            {
+    let has_subs = |subs: &[&SelectionSet]| subs.iter().any(|s| !s.items.is_empty());
+    // Most objects (synchronous fields) are already in order: names compared
+    // side by side, nothing hashed, nothing moved.
+    if map.len() == keys.len() && map.keys().zip(keys).all(|(a, (b, _))| a == *b) {
+        for (v, (_, subs)) in map.values_mut().zip(keys) {
+            if has_subs(subs) {
                 apply(doc, subs, v);
             }
         }
         return;
     }
-    let mut old = std::mem::take(map);
-    for (key, subs) in keys {
-        if let Some(mut v) = old.shift_remove(*key) {
-            if subs.iter().any(|s| !s.items.is_empty()) {
-                apply(doc, subs, &mut v);
-            }
-            map.insert((*key).clone(), v);
+    // A stable sort by selection position, in place: the map keeps each
+    // key's stored hash (a rebuilt map would hash every key again). Anything
+    // not selected (should not happen) keeps its relative place at the end.
+    let position = |k: &Name| keys.iter().position(|(key, _)| *key == k);
+    map.sort_by_cached_key(|k, _| position(k).unwrap_or(usize::MAX));
+    for (k, v) in map.iter_mut() {
+        if let Some(i) = position(k)
+            && has_subs(&keys[i].1)
+        {
+            apply(doc, &keys[i].1, v);
         }
     }
-    // anything not matched (should not happen) keeps its place at the end
-    map.extend(old);
 }
 
 #[cfg(test)]
