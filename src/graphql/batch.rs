@@ -3,10 +3,11 @@
 //! async-graphql's `DataLoader` closes a batch after a fixed delay; on a busy
 //! machine the resolving thread can be descheduled for longer than that while
 //! it registers the keys of a list, and the batch splits (seen here: 19
-//! statements instead of 4 for a 50-item feed under parallel tests). This
-//! batcher closes a batch only when a whole yield round of the registering
-//! task passed without a new key arriving: every sibling resolver of a list
-//! has registered by then, whatever the machine's load. (One yield is not
+//! statements instead of 4 for a 50-item feed under parallel tests). Here
+//! the resolver that opens a batch closes it only when a whole yield round
+//! of its task passed without a new key arriving: every sibling resolver of
+//! a list has registered by then, whatever the machine's load (the others
+//! just wait for the result). (One yield is not
 //! enough: `FuturesUnordered`, which async-graphql uses for sibling fields,
 //! stops after two self-waking futures, so first polls can spread over a few
 //! rounds.) At most 16 rounds, so a steady trickle of keys cannot hold a
@@ -110,17 +111,17 @@ impl Batcher {
         DbLoader: Loader<K, Error = AppError>,
     {
         let open = self.open_for::<K, <DbLoader as Loader<K>>::Value>()?;
-        let slot = {
+        let (slot, created) = {
             let mut current = open
                 .current
                 .lock()
                 .map_err(|_| AppError::Internal("batcher lock poisoned".into()))?;
-            let slot = match current.as_ref() {
-                Some(s) if !s.closed.load(Ordering::Acquire) => s.clone(),
+            let (slot, created) = match current.as_ref() {
+                Some(s) if !s.closed.load(Ordering::Acquire) => (s.clone(), false),
                 _ => {
                     let s = Slot::new();
                     *current = Some(s.clone());
-                    s
+                    (s, true)
                 }
             };
             if let Ok(mut keys) = slot.keys.lock()
@@ -128,45 +129,74 @@ impl Batcher {
             {
                 keys.push(key.clone());
             }
-            slot
+            (slot, created)
         };
-        // let every sibling resolver register its key: wait for a quiet round
-        for _ in 0..16 {
-            let before = slot.keys.lock().map(|k| k.len()).unwrap_or(0);
-            tokio::task::yield_now().await;
-            let after = slot.keys.lock().map(|k| k.len()).unwrap_or(0);
-            if after == before || slot.closed.load(Ordering::Acquire) {
-                break;
+        if created {
+            // The batch's creator alone waits for a quiet round (every
+            // sibling resolver has registered by then) and dispatches it;
+            // the others only wait for the result (each of them yielding
+            // too made every resolver of a page re-poll its field up to 16
+            // times). Dispatched on drop as well, so a cancelled creator
+            // never strands the batch's other waiters.
+            let _dispatch = OnDrop(Some(|| self.dispatch(&open, &slot)));
+            for _ in 0..16 {
+                let before = slot.keys.lock().map(|k| k.len()).unwrap_or(0);
+                tokio::task::yield_now().await;
+                let after = slot.keys.lock().map(|k| k.len()).unwrap_or(0);
+                if after == before {
+                    break;
+                }
             }
         }
-        let dispatch = {
-            let mut current = open
-                .current
-                .lock()
-                .map_err(|_| AppError::Internal("batcher lock poisoned".into()))?;
-            let first = !slot.closed.swap(true, Ordering::AcqRel);
-            if first && current.as_ref().is_some_and(|s| Arc::ptr_eq(s, &slot)) {
-                *current = None;
-            }
-            first
-        };
-        if dispatch {
-            let keys = slot
-                .keys
-                .lock()
-                .map(|mut k| std::mem::take(&mut *k))
-                .unwrap_or_default();
-            let loader = self.loader.clone();
-            let s = slot.clone();
-            tokio::spawn(async move {
+        match slot.wait().await {
+            Ok(map) => Ok(map.get(&key).cloned()),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// Closes `slot` to new keys and runs its batch on a task of its own (so
+    /// a cancelled request never cancels the others' fetch). Once per slot.
+    fn dispatch<K>(
+        &self,
+        open: &Open<K, <DbLoader as Loader<K>>::Value>,
+        slot: &Arc<Slot<K, <DbLoader as Loader<K>>::Value>>,
+    ) where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        DbLoader: Loader<K, Error = AppError>,
+    {
+        if slot.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Ok(mut current) = open.current.lock()
+            && current.as_ref().is_some_and(|s| Arc::ptr_eq(s, slot))
+        {
+            *current = None;
+        }
+        let keys = slot
+            .keys
+            .lock()
+            .map(|mut k| std::mem::take(&mut *k))
+            .unwrap_or_default();
+        let loader = self.loader.clone();
+        let s = slot.clone();
+        // a request dropped while the runtime shuts down has nobody to answer
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
                 let result = loader.load(&keys).await.map(Arc::new);
                 let _ = s.result.set(result);
                 s.done.notify_waiters();
             });
         }
-        match slot.wait().await {
-            Ok(map) => Ok(map.get(&key).cloned()),
-            Err(e) => Err(e.clone()),
+    }
+}
+
+/// Runs its closure when dropped.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
         }
     }
 }

@@ -102,6 +102,30 @@ async fn nested_feed_costs_a_constant_number_of_statements() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_opener_is_cancelled_still_answers_the_others() {
+    use nexora::graphql::loader::TitleKey;
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let (a, b) = (
+        fx::title(&mut c, "Opener").await,
+        fx::title(&mut c, "Joiner").await,
+    );
+    let loader = &t.app.services.loader;
+    // the first load opens a batch and waits for its siblings; the second joins it
+    let mut opener = Box::pin(loader.load_one(TitleKey(a)));
+    assert!(futures::poll!(opener.as_mut()).is_pending());
+    let mut joiner = Box::pin(loader.load_one(TitleKey(b)));
+    assert!(futures::poll!(joiner.as_mut()).is_pending());
+    // the opener's request goes away (client gone, timeout) before dispatching
+    drop(opener);
+    let row = tokio::time::timeout(std::time::Duration::from_secs(5), joiner)
+        .await
+        .expect("the joiner is not stranded")
+        .expect("loaded");
+    assert_eq!(row.map(|r| r.name).as_deref(), Some("Joiner"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn titles_filter_search_and_order_with_keyset_pages() {
     let t = TestApp::new().await;
     let mut c = t.conn().await;
