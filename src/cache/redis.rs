@@ -238,6 +238,10 @@ impl RedisBackend {
                 c.connection_timeout = Duration::from_millis(500);
                 c.internal_command_timeout = Duration::from_millis(500);
                 c.max_command_attempts = 1;
+                // TCP_NODELAY stays off here (unlike the HTTP side): while a
+                // packet awaits Redis's reply, Nagle gathers the commands of
+                // concurrent requests into the next one. With it on, W4 (two
+                // servers interleaved, both ways round) lost 3.7% / 4.9%.
             })
             .with_performance_config(|p| p.default_command_timeout = timeout)
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
