@@ -181,7 +181,8 @@ start_server() { # cache ttl ("" = the default)
 RUN_ID=$(date -u +%Y-%m-%dT%H%M%SZ)
 RESULTS="benches/results/$RUN_ID.jsonl"
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then GIT_REV="$GIT_REV-dirty"; fi
+# result files of earlier runs change nothing that is measured
+if [ -n "$(git status --porcelain --untracked-files=no -- . ':!benches/results' 2>/dev/null)" ]; then GIT_REV="$GIT_REV-dirty"; fi
 
 run_w() { # label workload cache url pid [extra load flags…]
   local perf=()
