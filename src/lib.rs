@@ -15,6 +15,7 @@ pub mod feed;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod sched;
 pub mod seed;
 pub mod server;
 pub mod telemetry;

@@ -139,14 +139,8 @@ impl Batcher {
             // times). Dispatched on drop as well, so a cancelled creator
             // never strands the batch's other waiters.
             let _dispatch = OnDrop(Some(|| self.dispatch(&open, &slot)));
-            for _ in 0..16 {
-                let before = slot.keys.lock().map(|k| k.len()).unwrap_or(0);
-                tokio::task::yield_now().await;
-                let after = slot.keys.lock().map(|k| k.len()).unwrap_or(0);
-                if after == before {
-                    break;
-                }
-            }
+            crate::sched::until_quiet(16, || slot.keys.lock().map(|k| k.len() as u64).unwrap_or(0))
+                .await;
         }
         match slot.wait().await {
             Ok(map) => Ok(map.get(&key).cloned()),
