@@ -20,8 +20,8 @@ source benches/server-env.sh
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 [ -x "$SERVER" ] && [ -x "$LOAD" ] || { echo "run bash benches/run.sh once first" >&2; exit 1; }
 OUT=$(mktemp -d)
-trap 'kill "$SP" 2>/dev/null || true; wait "$SP" 2>/dev/null || true; rm -rf "$OUT"' EXIT
-redis-cli -u "$REDIS_URL" --scan --pattern 'bench:*' | xargs -r -d '\n' -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
+trap 'kill "$SP" 2>/dev/null || true; wait "$SP" 2>/dev/null || true; rm -rf "$OUT"; del_keys "bench:*"' EXIT
+del_keys 'bench:*'
 ttl=(); [ "${CACHE:-on}" = off ] && ttl=(CACHE_DEFAULT_TTL_SECS=0)
 # generous Redis timeout: everything runs ~50x slower under valgrind
 bench_env "$PORT" bench:

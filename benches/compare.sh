@@ -27,8 +27,7 @@ PIDS=()
 clear_keys() { # each server has a prefix of its own: with one, the second
   # server's requests would hit entries the first stored (W4's cursor
   # orders overlap), and it would look much faster than it is
-  redis-cli -u "$REDIS_URL" --scan --pattern 'benchcmp*' |
-    xargs -r -d '\n' -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
+  del_keys 'benchcmp*'
 }
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done

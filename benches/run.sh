@@ -155,8 +155,7 @@ psql_admin "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
 psql_admin "CREATE DATABASE $DB TEMPLATE $SEED_DB"
 
 clear_redis() { # only our prefix; bounded by the number of keys
-  redis-cli -u "$REDIS_URL" --scan --pattern "${PREFIX}*" |
-    xargs -r -d '\n' -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
+  del_keys "${PREFIX}*"
 }
 CLEAR_AT_EXIT=1
 
