@@ -3,13 +3,13 @@
 use chrono::{DateTime, Utc};
 use diesel::{
     prelude::*,
-    sql_types::{BigInt, Timestamptz},
+    sql_types::{Array, BigInt, Nullable, Timestamptz},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{
     cursor::Keyset,
-    page::{LateralOrder, PageKey, lateral},
+    page::{LateralOrder, PageKey, Prepared, lateral},
     row::RowLt,
     schema::{follows, platform_counters, reviews, users},
 };
@@ -80,28 +80,52 @@ pub async fn by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Ve
         .await
 }
 
-/// One page of all reviews, newest first.
-pub async fn feed_page(
+/// One row of [`feed_pages`]: a review and the 1-based position of the page
+/// (in the keys passed) it belongs to.
+#[derive(Debug, QueryableByName)]
+pub struct FeedPageRow {
+    #[diesel(sql_type = BigInt)]
+    pub page: i64,
+    #[diesel(embed)]
+    pub review: ReviewRow,
+}
+
+/// Pages of all reviews, newest first, one per `(after, limit)`, in one
+/// statement: concurrent `feed` requests share it (each lateral page is an
+/// index range scan of `reviews_newest_idx` from its cursor). Rows come back
+/// page by page, each page in feed order.
+///
+/// A page without a cursor starts below `('infinity', i64::MAX)`: every
+/// row a `DateTime<Utc>` can be read from is below it.
+pub async fn feed_pages(
     conn: &mut AsyncPgConnection,
-    after: Option<&Keyset>,
-    limit: i64,
-) -> QueryResult<Vec<ReviewRow>> {
-    let mut q = reviews::table.into_boxed();
-    if let Some(k) = after
-        && let Some(at) = k.as_time()
-    {
-        q = q.filter(RowLt::new(
-            reviews::created_at,
-            reviews::id,
-            at.into_sql::<Timestamptz>(),
-            k.id.into_sql::<BigInt>(),
-        ));
+    pages: &[(Option<Keyset>, i64)],
+) -> QueryResult<Vec<FeedPageRow>> {
+    const SQL: &str = "SELECT k.page, r.* FROM unnest($1::timestamptz[], $2::int8[], $3::int8[]) \
+         WITH ORDINALITY AS k(c_at, c_id, lim, page) \
+         CROSS JOIN LATERAL ( \
+             SELECT * FROM reviews x \
+              WHERE (x.created_at, x.id) < (COALESCE(k.c_at, 'infinity'), COALESCE(k.c_id, 9223372036854775807)) \
+              ORDER BY x.created_at DESC, x.id DESC \
+              LIMIT k.lim \
+         ) r";
+    let mut ats = Vec::with_capacity(pages.len());
+    let mut ids = Vec::with_capacity(pages.len());
+    let mut limits = Vec::with_capacity(pages.len());
+    for (after, limit) in pages {
+        let at = after.as_ref().and_then(Keyset::as_time);
+        ats.push(at);
+        ids.push(at.and(after.as_ref().map(|k| k.id)));
+        limits.push(*limit);
     }
-    q.order((reviews::created_at.desc(), reviews::id.desc()))
-        .limit(limit)
-        .select(ReviewRow::as_select())
-        .load(conn)
-        .await
+    Prepared(
+        diesel::sql_query(SQL)
+            .bind::<Array<Nullable<Timestamptz>>, _>(ats)
+            .bind::<Array<Nullable<BigInt>>, _>(ids)
+            .bind::<Array<BigInt>, _>(limits),
+    )
+    .load(conn)
+    .await
 }
 
 /// Number of reviews on the platform (a maintained counter).

@@ -17,7 +17,7 @@
 
 use std::{
     any::{Any, TypeId},
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     hash::Hash,
     sync::{
         Arc, Mutex,
@@ -124,9 +124,10 @@ impl Batcher {
                     (s, true)
                 }
             };
-            if let Ok(mut keys) = slot.keys.lock()
-                && !keys.contains(&key)
-            {
+            // duplicates are dropped at dispatch: checking here scanned the
+            // whole list per key (batches from concurrent requests hold
+            // hundreds)
+            if let Ok(mut keys) = slot.keys.lock() {
                 keys.push(key.clone());
             }
             (slot, created)
@@ -166,11 +167,15 @@ impl Batcher {
         {
             *current = None;
         }
-        let keys = slot
+        let mut keys = slot
             .keys
             .lock()
             .map(|mut k| std::mem::take(&mut *k))
             .unwrap_or_default();
+        // loaders get each key once
+        let mut seen: HashSet<K, foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(keys.len(), Default::default());
+        keys.retain(|k| seen.insert(k.clone()));
         let loader = self.loader.clone();
         let s = slot.clone();
         // a request dropped while the runtime shuts down has nobody to answer

@@ -168,13 +168,13 @@ impl ContextExt for Context<'_> {
 }
 
 /// Loads (and tags) single entities by id.
-pub async fn load_title(ctx: &Context<'_>, id: i64) -> AppResult<Option<TitleRow>> {
+pub async fn load_title(ctx: &Context<'_>, id: i64) -> AppResult<Option<Arc<TitleRow>>> {
     ctx.tag(tags::title(id), ttl::TITLE)?;
     ctx.loader()?.load_one(TitleKey(id)).await
 }
 
 /// Loads (and tags) a user by id.
-pub async fn load_user(ctx: &Context<'_>, id: i64) -> AppResult<Option<UserRow>> {
+pub async fn load_user(ctx: &Context<'_>, id: i64) -> AppResult<Option<Arc<UserRow>>> {
     ctx.tag(tags::user(id), ttl::USER)?;
     ctx.loader()?.load_one(UserKey(id)).await
 }

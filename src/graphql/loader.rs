@@ -2,7 +2,7 @@
 //! (no per-request memo): Redis is the cache. Each batch is one SQL
 //! statement (per viewer / sort order when keys mix them).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::dataloader::Loader;
 
@@ -10,6 +10,7 @@ use crate::{
     db::{
         self, Db,
         comments::CommentRow,
+        cursor::Keyset,
         page::PageKey,
         reviews::{ReviewRow, ReviewSort},
         titles::TitleRow,
@@ -54,6 +55,13 @@ pub struct ViewerFollowsKey {
     pub viewer: i64,
     pub user: i64,
 }
+/// A page of the platform-wide feed: rows after `after` (from the top
+/// without one), at most `limit`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FeedPageKey {
+    pub after: Option<Keyset>,
+    pub limit: i64,
+}
 /// A page of one title's reviews.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TitleReviewsKey {
@@ -67,38 +75,41 @@ pub struct AuthorReviewsKey(pub PageKey);
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ReviewCommentsKey(pub PageKey);
 
-async fn by_id<K, R, F>(
+/// Rows by id for `keys`, one statement. The map is built straight from the
+/// rows: every row returned was asked for, and the batcher deduplicated the
+/// keys, so each row is handed out once.
+async fn by_id<K, R, V, F>(
     db: &Db,
     keys: &[K],
     id_of_key: impl Fn(&K) -> i64,
-    id_of_row: impl Fn(&R) -> i64,
+    key_of_row: impl Fn(&R) -> K,
+    value: impl Fn(R) -> V,
     query: F,
-) -> Result<HashMap<K, R>, AppError>
+) -> Result<HashMap<K, V>, AppError>
 where
-    K: Copy + Eq + std::hash::Hash,
+    K: Eq + std::hash::Hash,
     F: AsyncFnOnce(&mut diesel_async::AsyncPgConnection, &[i64]) -> diesel::QueryResult<Vec<R>>,
 {
     let ids: Vec<i64> = keys.iter().map(&id_of_key).collect();
     let mut conn = db.conn().await?;
     let rows = query(&mut conn, &ids).await?;
-    let mut by_id: HashMap<i64, R> = rows.into_iter().map(|r| (id_of_row(&r), r)).collect();
-    // the DataLoader deduplicates keys, so each row is handed out once
-    Ok(keys
-        .iter()
-        .filter_map(|k| by_id.remove(&id_of_key(k)).map(|r| (*k, r)))
+    Ok(rows
+        .into_iter()
+        .map(|r| (key_of_row(&r), value(r)))
         .collect())
 }
 
 impl Loader<TitleKey> for DbLoader {
-    type Value = TitleRow;
+    type Value = Arc<TitleRow>;
     type Error = AppError;
 
-    async fn load(&self, keys: &[TitleKey]) -> Result<HashMap<TitleKey, TitleRow>, AppError> {
+    async fn load(&self, keys: &[TitleKey]) -> Result<HashMap<TitleKey, Arc<TitleRow>>, AppError> {
         by_id(
             &self.db,
             keys,
             |k| k.0,
-            |r: &TitleRow| r.id,
+            |r: &TitleRow| TitleKey(r.id),
+            Arc::new,
             async |c, ids| db::titles::by_ids(c, ids).await,
         )
         .await
@@ -106,15 +117,16 @@ impl Loader<TitleKey> for DbLoader {
 }
 
 impl Loader<UserKey> for DbLoader {
-    type Value = UserRow;
+    type Value = Arc<UserRow>;
     type Error = AppError;
 
-    async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, UserRow>, AppError> {
+    async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, Arc<UserRow>>, AppError> {
         by_id(
             &self.db,
             keys,
             |k| k.0,
-            |r: &UserRow| r.id,
+            |r: &UserRow| UserKey(r.id),
+            Arc::new,
             async |c, ids| db::users::by_ids(c, ids).await,
         )
         .await
@@ -130,7 +142,8 @@ impl Loader<ReviewKey> for DbLoader {
             &self.db,
             keys,
             |k| k.0,
-            |r: &ReviewRow| r.id,
+            |r: &ReviewRow| ReviewKey(r.id),
+            |r| r,
             async |c, ids| db::reviews::by_ids(c, ids).await,
         )
         .await
@@ -146,7 +159,8 @@ impl Loader<CommentKey> for DbLoader {
             &self.db,
             keys,
             |k| k.0,
-            |r: &CommentRow| r.id,
+            |r: &CommentRow| CommentKey(r.id),
+            |r| r,
             async |c, ids| db::comments::by_ids(c, ids).await,
         )
         .await
@@ -263,6 +277,50 @@ fn after_position(
 ) -> bool {
     let ord = cmp_keyset(row, after);
     if descending { ord.is_lt() } else { ord.is_gt() }
+}
+
+/// Root `feed` pages of concurrent requests, one statement for all (each
+/// request's page used to be a statement of its own: the largest share of
+/// a feed miss's database work).
+impl Loader<FeedPageKey> for DbLoader {
+    type Value = Vec<ReviewRow>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[FeedPageKey],
+    ) -> Result<HashMap<FeedPageKey, Vec<ReviewRow>>, AppError> {
+        let pages: Vec<(Option<Keyset>, i64)> =
+            keys.iter().map(|k| (k.after.clone(), k.limit)).collect();
+        let rows = {
+            let mut conn = self.db.conn().await?;
+            db::reviews::feed_pages(&mut conn, &pages).await?
+        };
+        let mut split: Vec<Vec<ReviewRow>> = vec![Vec::new(); keys.len()];
+        for row in rows {
+            let page = usize::try_from(row.page - 1)
+                .ok()
+                .and_then(|i| split.get_mut(i));
+            if let Some(page) = page {
+                page.push(row.review);
+            }
+        }
+        let newest_first =
+            |a: &ReviewRow, b: &ReviewRow| (b.created_at, b.id).cmp(&(a.created_at, a.id));
+        Ok(keys
+            .iter()
+            .cloned()
+            .zip(split)
+            .map(|(k, mut rows)| {
+                // the lateral yields each page in its ORDER BY; SQL does not
+                // promise it, so check (one pass) before trusting it
+                if !rows.is_sorted_by(|a, b| newest_first(a, b).is_le()) {
+                    rows.sort_by(newest_first);
+                }
+                (k, rows)
+            })
+            .collect())
+    }
 }
 
 impl Loader<TitleReviewsKey> for DbLoader {

@@ -10,7 +10,7 @@ use super::{
     connection::{CommentConnection, ReviewConnection, Total, decode_after, page_size},
     context::{ContextExt, load_review, load_title, load_user, must_exist, ttl},
     cost, ids,
-    loader::{ReviewCommentsKey, ReviewKey, ViewerLikedKey},
+    loader::{FeedPageKey, ReviewCommentsKey, ReviewKey, ViewerLikedKey},
     scalars::DateTime,
     title::Title,
     user::User,
@@ -176,18 +176,22 @@ impl ReviewQuery {
     ) -> Result<ReviewConnection> {
         let first = page_size(first, 20)?;
         let after = decode_after(after.as_deref(), "FD", SortKind::Time)?;
+        let had_after = after.is_some();
         ctx.tag(tags::FEED.into(), ttl::LIST)?;
-        let rows = {
-            let mut conn = ctx.services()?.db.conn().await.map_err(AppError::from)?;
-            db::reviews::feed_page(&mut conn, after.as_ref(), first + 1)
-                .await
-                .map_err(AppError::from)?
-        };
+        // batched: concurrent requests' feed pages are one statement
+        let rows = ctx
+            .loader()?
+            .load_one(FeedPageKey {
+                after,
+                limit: first + 1,
+            })
+            .await?
+            .unwrap_or_default();
         Review::tag_all(ctx, &rows)?;
         Ok(ReviewConnection::new(
             rows,
             first,
-            after.is_some(),
+            had_after,
             |r| r.keyset(ReviewSort::Newest).encode("FD"),
             Review,
             Total::Feed,

@@ -1,6 +1,8 @@
 //! Titles: the `Title` type, `TitleQuery` (title, titles, trendingTitles)
 //! and `TitleMutation` (createTitle).
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use chrono::Utc;
 use diesel_async::AsyncConnection;
@@ -90,7 +92,16 @@ impl TitleOrder {
 }
 
 /// A movie, series, miniseries or anime that people review.
-pub struct Title(pub TitleRow);
+///
+/// The row is shared: the loader hands one `Arc` to every field (and every
+/// concurrent request) that asked for it, instead of a copy each.
+pub struct Title(pub Arc<TitleRow>);
+
+impl From<TitleRow> for Title {
+    fn from(row: TitleRow) -> Self {
+        Self(Arc::new(row))
+    }
+}
 
 #[Object]
 impl Title {
@@ -271,7 +282,7 @@ impl TitleQuery {
             first,
             after.is_some(),
             |r| r.keyset(sort).encode(tag),
-            Title,
+            Title::from,
             Total::Titles(filter),
         ))
     }
@@ -294,7 +305,7 @@ impl TitleQuery {
                 .map_err(AppError::from)?
         };
         Title::tag_all(ctx, &rows)?;
-        Ok(rows.into_iter().map(Title).collect())
+        Ok(rows.into_iter().map(Title::from).collect())
     }
 }
 
@@ -360,5 +371,5 @@ async fn create(ctx: &Context<'_>, input: CreateTitleInput) -> AppResult<Title> 
         .cache
         .invalidate(&tags::title_created(row.id))
         .await;
-    Ok(Title(row))
+    Ok(Title::from(row))
 }

@@ -1,6 +1,8 @@
 //! Users: the `User` type, `UserQuery` (user, viewer) and `UserMutation`
 //! (signUp, logIn) and `FollowMutation` (followUser, unfollowUser).
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use diesel_async::AsyncConnection;
 
@@ -49,7 +51,15 @@ impl Role {
 }
 
 /// A member of the platform.
-pub struct User(pub UserRow);
+///
+/// The row is shared, as [`Title`](super::title::Title)'s is.
+pub struct User(pub Arc<UserRow>);
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self(Arc::new(row))
+    }
+}
 
 #[Object]
 impl User {
@@ -181,7 +191,7 @@ impl UserQuery {
         if let Some(r) = &row {
             ctx.tag(tags::user(r.id), ttl::USER)?;
         }
-        Ok(row.map(User))
+        Ok(row.map(User::from))
     }
 
     /// The signed-in user; null when anonymous.
@@ -323,7 +333,7 @@ async fn sign_up(ctx: &Context<'_>, input: SignUpInput) -> AppResult<AuthPayload
         .await;
     Ok(AuthPayload {
         token,
-        user: User(row),
+        user: User::from(row),
     })
 }
 
@@ -356,7 +366,7 @@ async fn log_in(ctx: &Context<'_>, input: LogInInput) -> AppResult<AuthPayload> 
     let token = services.auth.issue(row.id)?;
     Ok(AuthPayload {
         token,
-        user: User(row),
+        user: User::from(row),
     })
 }
 
@@ -395,5 +405,5 @@ async fn set_following(ctx: &Context<'_>, id: &ID, follow: bool) -> AppResult<Us
         .cache
         .invalidate(&tags::follow_changed(viewer, target))
         .await;
-    Ok(User(row))
+    Ok(User::from(row))
 }
