@@ -70,6 +70,25 @@ async fn nested_feed_costs_a_constant_number_of_statements() {
     nexora::seed::run(&t.db.url, &args, std::time::Duration::from_secs(5))
         .await
         .expect("seed");
+    {
+        // seeded reviews are numbered and stored oldest first, as a live
+        // table grows (the benchmark's feed pages depend on that layout)
+        use diesel::{QueryableByName, sql_types::BigInt};
+        use diesel_async::RunQueryDsl;
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let out_of_order: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM (SELECT created_at < lag(created_at) OVER (ORDER BY id) AS back
+               FROM reviews) s WHERE back",
+        )
+        .get_result(&mut t.conn().await)
+        .await
+        .expect("count");
+        assert_eq!(out_of_order.n, 0, "review ids follow creation time");
+    }
     let token = t.token(1);
     let mut counts = vec![];
     for first in [5, 50] {
