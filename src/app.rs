@@ -11,7 +11,7 @@ use crate::{
     graphql::{
         batch::Batcher,
         loader::DbLoader,
-        schema::{AppSchema, schema_builder},
+        schema::{AppSchema, http_schema_builder, schema_builder},
     },
     http::{docs::DocCache, graphql::Executed, ws::Sockets},
 };
@@ -43,8 +43,11 @@ pub struct App(Arc<AppParts>);
 pub struct AppParts {
     /// Shared services.
     pub services: Arc<Services>,
-    /// The executable schema.
+    /// The executable schema (WebSocket subscriptions).
     pub schema: AppSchema,
+    /// The same schema without extensions, for HTTP requests, whose handler
+    /// refuses introspection itself (see `http_schema_builder`).
+    pub http_schema: AppSchema,
     /// Concurrent identical cacheable requests share one execution.
     pub flights: Flights<Executed>,
     /// Cache keys of request bodies seen recently.
@@ -77,9 +80,11 @@ impl App {
             sockets: Sockets::new(config.ws_max_connections),
         });
         let schema = schema_builder(&config).data(services.clone()).finish();
+        let http_schema = http_schema_builder(&config).data(services.clone()).finish();
         Self(Arc::new(AppParts {
             services,
             schema,
+            http_schema,
             flights: Flights::default(),
             keys: KeyMemo::default(),
             docs: DocCache::default(),

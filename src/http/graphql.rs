@@ -34,7 +34,10 @@ use crate::{
         now_ms,
     },
     error::AppError,
-    graphql::context::{RequestState, Viewer},
+    graphql::{
+        context::{RequestState, Viewer},
+        schema::{introspection_refused, selects_introspection},
+    },
 };
 
 /// A finished response to one operation.
@@ -601,8 +604,13 @@ async fn run_inner(
     if let Some(name) = &operation_name {
         request = request.operation_name(name.clone());
     }
-    request.set_parsed_query(ExecutableDocument::clone(&doc));
-    let mut response = app.schema.execute(request).await;
+    // refused here, not by the schema's extension: see `http_schema_builder`
+    let mut response = if !app.services.config.introspection && selects_introspection(&doc) {
+        async_graphql::Response::from_errors(vec![introspection_refused()])
+    } else {
+        request.set_parsed_query(ExecutableDocument::clone(&doc));
+        app.http_schema.execute(request).await
+    };
     super::order::reorder(&doc, operation_name.as_deref(), &mut response.data);
     let mut ex = finish(response, media);
     if op == Some(OperationType::Mutation) {

@@ -133,7 +133,11 @@ async fn introspection_can_be_switched_off() {
         ..test_config()
     })
     .await;
-    for q in [q, "{ __type(name: \"Review\") { fields { name } } }"] {
+    for q in [
+        q,
+        "{ __type(name: \"Review\") { fields { name } } }",
+        "query { ...F } fragment F on Query { __schema { types { name } } }",
+    ] {
         let res = off.gql(q, json!({})).await;
         assert!(res.body.get("errors").is_some(), "{}", res.body);
         assert!(res.code().is_some(), "{}", res.body);
