@@ -11,7 +11,7 @@ use nexora::{
 };
 use serde_json::json;
 
-use crate::support::{OwnRedis, PgProxy, Res, TestApp, TestDb, fx, gid, test_config};
+use crate::support::{self, OwnRedis, PgProxy, Res, TestApp, TestDb, fx, gid, test_config};
 
 fn x_cache(res: &Res) -> &str {
     res.headers
@@ -222,20 +222,12 @@ async fn a_slow_read_that_raced_a_write_is_never_served() {
     // wait until the read is blocked on the lock
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut probe = t.conn().await;
-        use diesel_async::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let n: N = diesel::sql_query(
+        let blocked = support::count(
+            &mut t.conn().await,
             "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
         )
-        .get_result(&mut probe)
-        .await
-        .expect("probe");
-        if n.n > 0 {
+        .await;
+        if blocked > 0 {
             break;
         }
         assert!(Instant::now() < deadline, "the read never blocked");

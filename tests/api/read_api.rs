@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{TestApp, fx, gid};
+use crate::support::{self, TestApp, fx, gid};
 
 const FEED: &str = "query($first: Int, $after: String) {
   feed(first: $first, after: $after) {
@@ -73,21 +73,13 @@ async fn nested_feed_costs_a_constant_number_of_statements() {
     {
         // seeded reviews are numbered and stored oldest first, as a live
         // table grows (the benchmark's feed pages depend on that layout)
-        use diesel::{QueryableByName, sql_types::BigInt};
-        use diesel_async::RunQueryDsl;
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let out_of_order: Count = diesel::sql_query(
+        let out_of_order = support::count(
+            &mut t.conn().await,
             "SELECT count(*) AS n FROM (SELECT created_at < lag(created_at) OVER (ORDER BY id) AS back
                FROM reviews) s WHERE back",
         )
-        .get_result(&mut t.conn().await)
-        .await
-        .expect("count");
-        assert_eq!(out_of_order.n, 0, "review ids follow creation time");
+        .await;
+        assert_eq!(out_of_order, 0, "review ids follow creation time");
     }
     let token = t.token(1);
     let mut counts = vec![];
@@ -197,15 +189,8 @@ async fn concurrent_feed_pages_share_one_statement_and_each_gets_its_own_page() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_page_statements_are_prepared_once_per_connection() {
-    use diesel::{QueryableByName, sql_types::BigInt};
-    use diesel_async::RunQueryDsl;
     use nexora::db::{self, page::PageKey, reviews::ReviewSort};
 
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
     let t = TestApp::new().await;
     let mut c = t.conn().await;
     let ana = fx::user(&mut c, "ana").await;
@@ -228,15 +213,14 @@ async fn batched_page_statements_are_prepared_once_per_connection() {
     }
     // parsed and planned once, then only bound and run: a lateral page's
     // planning alone took ~0.5 ms on the benchmark data
-    let prepared: Count = diesel::sql_query(
+    let prepared = support::count(
+        &mut c,
         // (this statement is prepared too while it runs, and matches itself)
         "SELECT count(*) AS n FROM pg_prepared_statements
           WHERE statement LIKE '%CROSS JOIN LATERAL%' AND statement NOT LIKE '%pg_prepared_statements%'",
     )
-    .get_result(&mut c)
-    .await
-    .expect("count");
-    assert_eq!(prepared.n, 2, "one prepared statement per text, reused");
+    .await;
+    assert_eq!(prepared, 2, "one prepared statement per text, reused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,19 +87,12 @@ async fn template() -> String {
                 panic!("cannot reach Postgres at {url}: {e}. Start it: `pg_ctlcluster --skip-systemctl-redirect 15 main start`")
             });
             conn.batch_execute("SELECT pg_advisory_lock(884213)").await.expect("lock");
-            let exists = {
-                use diesel_async::RunQueryDsl;
-                #[derive(diesel::QueryableByName)]
-                struct N {
-                    #[diesel(sql_type = diesel::sql_types::BigInt)]
-                    n: i64,
-                }
-                let n: N = diesel::sql_query(format!("SELECT count(*) AS n FROM pg_database WHERE datname = '{name}'"))
-                    .get_result(&mut conn)
-                    .await
-                    .expect("query pg_database");
-                n.n > 0
-            };
+            let exists = count(
+                &mut conn,
+                &format!("SELECT count(*) AS n FROM pg_database WHERE datname = '{name}'"),
+            )
+            .await
+                > 0;
             if !exists {
                 let building = format!("{name}_build");
                 conn.batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).await.expect("drop");
@@ -350,6 +343,21 @@ pub fn gid(ty: &str, id: i64) -> String {
 }
 
 /// Small fixture builders writing straight to the database.
+/// Runs `sql`, a query returning one row with one bigint column `n`.
+pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let row: N = diesel::sql_query(sql)
+        .get_result(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    row.n
+}
+
 pub mod fx {
     use diesel_async::AsyncPgConnection;
     use nexora::db::{self, reviews::NewReview, titles::NewTitle, users::NewUser};
