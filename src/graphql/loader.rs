@@ -305,8 +305,10 @@ impl Loader<FeedPageKey> for DbLoader {
                 page.push(row.review);
             }
         }
-        let newest_first =
-            |a: &ReviewRow, b: &ReviewRow| (b.created_at, b.id).cmp(&(a.created_at, a.id));
+        // the order `distribute` gives the other review pages
+        let newest_first = |a: &ReviewRow, b: &ReviewRow| {
+            cmp_keyset(&b.keyset(ReviewSort::Newest), &a.keyset(ReviewSort::Newest))
+        };
         Ok(keys
             .iter()
             .cloned()
