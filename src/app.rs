@@ -80,7 +80,12 @@ impl App {
             sockets: Sockets::new(config.ws_max_connections),
         });
         let schema = schema_builder(&config).data(services.clone()).finish();
-        let http_schema = http_schema_builder(&config).data(services.clone()).finish();
+        // the two differ only while introspection is off
+        let http_schema = if config.introspection {
+            schema.clone()
+        } else {
+            http_schema_builder(&config).data(services.clone()).finish()
+        };
         Self(Arc::new(AppParts {
             services,
             schema,
