@@ -46,6 +46,11 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "how long past freshness an entry may still be served while Postgres is down",
     ),
     (
+        "CACHE_LEASE_MS",
+        "300",
+        "lease of pushed invalidations: near-cache hits need no Redis round trip while it runs; a write waits up to this long for an instance that stopped answering; 0 = read the generation from Redis per burst of hits (set the same value on every instance)",
+    ),
+    (
         "REDIS_TIMEOUT_MS",
         "50",
         "timeout of each Redis command on the request path",
@@ -125,6 +130,8 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// Per-command Redis timeout.
     pub redis_timeout: Duration,
+    /// Lease of pushed invalidations; zero turns leased near hits off.
+    pub cache_lease: Duration,
     /// Writes per user per minute; 0 = unlimited.
     pub rate_limit_writes_per_minute: u32,
     /// Maximum pooled Postgres connections.
@@ -226,6 +233,10 @@ impl Config {
         if pool == 0 || pool > 1000 {
             bail!("DATABASE_POOL_SIZE={pool} must be between 1 and 1000");
         }
+        let lease_ms = num("CACHE_LEASE_MS")?;
+        if lease_ms != 0 && !(100..=60_000).contains(&lease_ms) {
+            bail!("CACHE_LEASE_MS={lease_ms} must be 0 or between 100 and 60000");
+        }
         let ws_max = num("WS_MAX_CONNECTIONS")?;
         if ws_max > 1_000_000 {
             bail!("WS_MAX_CONNECTIONS={ws_max} must be at most 1000000");
@@ -240,6 +251,7 @@ impl Config {
             cache_stale: Duration::from_secs(num("CACHE_STALE_SECS")?),
             redis_key_prefix: var("REDIS_KEY_PREFIX"),
             redis_timeout: Duration::from_millis(num("REDIS_TIMEOUT_MS")?.max(1)),
+            cache_lease: Duration::from_millis(lease_ms),
             rate_limit_writes_per_minute: u32::try_from(num("RATE_LIMIT_WRITES_PER_MINUTE")?)
                 .context("RATE_LIMIT_WRITES_PER_MINUTE is too large")?,
             db_pool_size: pool as u32,

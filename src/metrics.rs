@@ -75,6 +75,10 @@ pub struct Metrics {
     pub cache_invalidations: AtomicU64,
     /// Whole-cache invalidations (epoch bumps).
     pub cache_epoch_bumps: AtomicU64,
+    /// Near-cache hits served at the leased generation (no Redis round trip).
+    pub cache_leased_hits: AtomicU64,
+    /// Members removed for not acknowledging an invalidation in time.
+    pub cache_lease_evictions: AtomicU64,
     /// Failed or timed-out Redis calls.
     pub redis_errors: AtomicU64,
     /// Writes refused by the rate limiter.
@@ -87,9 +91,9 @@ pub struct Metrics {
 
 impl Metrics {
     /// The exposition text.
-    pub fn render(&self, sql_statements: u64, circuit_state: u8) -> String {
+    pub fn render(&self, sql_statements: u64, circuit_state: u8, lease_held: bool) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 10] = [
+        let counters: [(&str, &str, &AtomicU64); 12] = [
             (
                 "nexora_cache_hits_total",
                 "Responses served from the cache",
@@ -131,6 +135,16 @@ impl Metrics {
                 &self.cache_epoch_bumps,
             ),
             (
+                "nexora_cache_leased_hits_total",
+                "Hits served from this process at the leased generation, with no Redis round trip",
+                &self.cache_leased_hits,
+            ),
+            (
+                "nexora_cache_lease_evictions_total",
+                "Instances removed from the cache members for not acknowledging an invalidation in time (the write waited out their lease)",
+                &self.cache_lease_evictions,
+            ),
+            (
                 "nexora_redis_errors_total",
                 "Failed or timed-out Redis calls",
                 &self.redis_errors,
@@ -155,6 +169,11 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP nexora_redis_circuit_state Redis circuit breaker: 0 closed, 1 open, 2 half-open\n# TYPE nexora_redis_circuit_state gauge\nnexora_redis_circuit_state {circuit_state}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP nexora_cache_lease_held Whether this instance holds the lease of pushed invalidations (near-cache hits without a Redis round trip)\n# TYPE nexora_cache_lease_held gauge\nnexora_cache_lease_held {}",
+            u8::from(lease_held)
         );
         let name = "nexora_graphql_request_duration_seconds";
         let _ = writeln!(

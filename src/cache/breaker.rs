@@ -16,6 +16,8 @@ pub struct Breaker {
     state: AtomicU8,
     failures: AtomicU32,
     opened_at_ms: AtomicU64,
+    /// 1 + ms (since `epoch`) of the first failure since the last success; 0 when none.
+    trouble_since_ms: AtomicU64,
     threshold: u32,
     cooldown: Duration,
     epoch: Instant,
@@ -28,6 +30,7 @@ impl Breaker {
             state: AtomicU8::new(CLOSED),
             failures: AtomicU32::new(0),
             opened_at_ms: AtomicU64::new(0),
+            trouble_since_ms: AtomicU64::new(0),
             threshold,
             cooldown,
             epoch: Instant::now(),
@@ -57,11 +60,18 @@ impl Breaker {
     /// Records a successful call; returns true when this closed the circuit.
     pub fn success(&self) -> bool {
         self.failures.store(0, Ordering::Release);
+        self.trouble_since_ms.store(0, Ordering::Release);
         self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED
     }
 
     /// Records a failed call; returns true when this opened the circuit.
     pub fn failure(&self) -> bool {
+        let _ = self.trouble_since_ms.compare_exchange(
+            0,
+            self.now_ms() + 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
         let state = self.state.load(Ordering::Acquire);
         if state == HALF_OPEN || (state == CLOSED && n >= self.threshold) {
@@ -75,6 +85,14 @@ impl Breaker {
     /// [`Breaker::allow`], never claims the probe.
     pub fn is_closed(&self) -> bool {
         self.state.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// When the failures since the last success began (`None`: none since).
+    pub fn trouble_since(&self) -> Option<Instant> {
+        match self.trouble_since_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(self.epoch + Duration::from_millis(ms - 1)),
+        }
     }
 
     /// 0 closed, 1 open, 2 half-open (for /metrics).

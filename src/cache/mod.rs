@@ -22,6 +22,7 @@
 pub mod breaker;
 pub mod flight;
 pub mod key;
+pub mod lease;
 pub mod memory;
 pub mod near;
 pub mod redis;
@@ -37,6 +38,7 @@ use std::{
 
 use self::{
     breaker::Breaker,
+    lease::{Lease, Published},
     memory::MemoryBackend,
     near::{GenerationReader, NearCache, NearEntry},
     redis::RedisBackend,
@@ -174,6 +176,8 @@ pub struct Cache {
     /// Validated entries kept in the process (Redis backend only).
     near: NearCache,
     generation: Arc<GenerationReader>,
+    /// Pushed invalidations under a lease (Redis backend only; see `lease.rs`).
+    lease: Option<Arc<Lease>>,
 }
 
 /// Body bytes the near cache may hold.
@@ -249,10 +253,27 @@ impl Cache {
         };
         let dirty = Arc::new(AtomicBool::new(false));
         let generation = Arc::new(GenerationReader::default());
+        let instance =
+            getrandom::u64().unwrap_or_else(|_| u64::from(std::process::id()) << 32 ^ now_ms());
+        let mut lease = None;
         if let Backend::Redis(r) = &backend {
             // a reconnect may follow a Redis restart that restored old data or
             // lost invalidations: treat every reconnect as a possible gap
             r.on_reconnect(dirty.clone());
+            match RedisBackend::subscriber(&config.redis_url, config.redis_timeout) {
+                Ok(subscriber) => {
+                    let l = Arc::new(Lease::new(
+                        instance,
+                        &config.redis_key_prefix,
+                        config.cache_lease,
+                    ));
+                    lease::start(&l, r.clone(), subscriber);
+                    lease = Some(l);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no subscriber client; near-cache hits read the generation from Redis")
+                }
+            }
         }
         Self {
             backend,
@@ -266,10 +287,10 @@ impl Cache {
             apq_ttl: Duration::from_secs(7 * 24 * 3600),
             metrics,
             lock_seq: AtomicU64::new(0),
-            instance: getrandom::u64()
-                .unwrap_or_else(|_| u64::from(std::process::id()) << 32 ^ now_ms()),
+            instance,
             near: NearCache::new(NEAR_CAP_BYTES),
             generation,
+            lease,
         }
     }
 
@@ -281,6 +302,36 @@ impl Cache {
     /// Circuit state for /metrics (0 closed, 1 open, 2 half-open).
     pub fn circuit_state(&self) -> u8 {
         self.breaker.state()
+    }
+
+    /// Whether this instance holds the lease of pushed invalidations.
+    pub fn lease_held(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.held())
+    }
+
+    /// This instance's id among the lease members (Redis backend only).
+    pub fn lease_id(&self) -> Option<&str> {
+        self.lease.as_ref().map(|l| l.id())
+    }
+
+    /// After a generation bump of ours answered: applies it here and waits
+    /// until the other members have too (see `lease.rs`).
+    async fn settle(&self, r: &RedisBackend, published: Published, answered: std::time::Instant) {
+        if let Some(l) = &self.lease {
+            l.settle(r, published, answered, &self.metrics).await;
+        }
+    }
+
+    /// After a generation bump of ours failed or was skipped: waits until
+    /// every lease that Redis could have renewed since `since` has run out.
+    async fn wait_out_leases(&self, since: Option<std::time::Instant>) {
+        if let (Some(l), Some(since)) = (&self.lease, since) {
+            tokio::time::sleep_until((since + l.length()).into()).await;
+        }
+    }
+
+    fn origin(&self) -> &str {
+        self.lease.as_ref().map_or("-", |l| l.id())
     }
 
     /// Whether this instance uses the in-process backend.
@@ -304,8 +355,11 @@ impl Cache {
             return false;
         }
         if self.dirty.load(Ordering::Acquire) {
-            match r.bump_epoch(&self.prefix).await {
-                Ok(()) => {
+            match r.bump_epoch(&self.prefix, self.origin()).await {
+                Ok(published) => {
+                    if let Some(l) = &self.lease {
+                        l.apply(published.generation);
+                    }
                     self.dirty.store(false, Ordering::Release);
                     self.metrics
                         .cache_epoch_bumps
@@ -347,6 +401,20 @@ impl Cache {
             || !self.near.holds(hash)
         {
             return None;
+        }
+        // under the lease this instance's counter has every bump a write
+        // acknowledged before now (see `lease.rs`): no round trip
+        if let Some(generation) = self.lease.as_ref().and_then(|l| l.generation_now())
+            && let Some(near) = self.near.get(hash, generation)
+        {
+            self.metrics
+                .cache_leased_hits
+                .fetch_add(1, Ordering::Relaxed);
+            return Some(Entry {
+                body: near.body,
+                etag: near.etag,
+                fresh_until_ms: near.fresh_until_ms,
+            });
         }
         let generation = self
             .generation
@@ -519,16 +587,22 @@ impl Cache {
             Backend::Redis(r) => {
                 if !self.breaker.allow() {
                     self.dirty.store(true, Ordering::Release);
+                    self.wait_out_leases(self.breaker.trouble_since()).await;
                     return;
                 }
                 let ttl = self.tag_ttl_ms();
-                match r.invalidate(&self.prefix, tags, ttl).await {
-                    Ok(()) => self.succeeded(),
+                let sent = std::time::Instant::now();
+                match r.invalidate(&self.prefix, tags, ttl, self.origin()).await {
+                    Ok(published) => {
+                        self.succeeded();
+                        self.settle(r, published, std::time::Instant::now()).await;
+                    }
                     Err(e) => {
                         // the write is committed; make sure no hit is served
                         // here until the whole cache is invalidated
                         self.dirty.store(true, Ordering::Release);
                         self.failed("invalidate", &e);
+                        self.wait_out_leases(Some(sent)).await;
                     }
                 }
             }
@@ -550,13 +624,19 @@ impl Cache {
             Backend::Redis(r) => {
                 if !self.breaker.allow() {
                     self.dirty.store(true, Ordering::Release);
+                    self.wait_out_leases(self.breaker.trouble_since()).await;
                     return;
                 }
-                match r.bump_epoch(&self.prefix).await {
-                    Ok(()) => self.succeeded(),
+                let sent = std::time::Instant::now();
+                match r.bump_epoch(&self.prefix, self.origin()).await {
+                    Ok(published) => {
+                        self.succeeded();
+                        self.settle(r, published, std::time::Instant::now()).await;
+                    }
                     Err(e) => {
                         self.dirty.store(true, Ordering::Release);
                         self.failed("epoch bump", &e);
+                        self.wait_out_leases(Some(sent)).await;
                     }
                 }
             }

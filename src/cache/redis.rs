@@ -14,12 +14,16 @@ use std::{
 };
 
 use fred::{
+    clients::SubscriberClient,
     interfaces::{ClientLike, KeysInterface, LuaInterface},
     prelude::{Builder, Client, Config, Error, ReconnectPolicy},
     types::{Expiration, SetOptions, Value},
 };
 
-use super::{Entry, Found, Snapshot, StoreArgs, entry_key, epoch_key, generation_key, keys};
+use super::{
+    Entry, Found, Snapshot, StoreArgs, entry_key, epoch_key, generation_key, keys,
+    lease::{Published, inv_channel, members_key},
+};
 
 // An entry is one string, `SET` with its lifetime in one command:
 //   "N1 <etag> <fresh_until> <epoch> <gen> <body len> <tags len> <token>\n" <body> <tags>
@@ -114,11 +118,25 @@ if stale then return {2, etag, f, gen, epoch, locked, body} end
 return {0, '', 0, gen, epoch, locked}
 ";
 
-/// Bumps the generation and stamps it on every tag. KEYS: gen, tags… ARGV: tag ttl ms.
+/// Bumps the generation, stamps it on every tag, publishes it to the lease
+/// members (see `lease.rs`) and returns `{gen, {id, ms, …}}`: every member
+/// (ms 0), and every removed one whose lease may still run (for ms more).
+/// KEYS: gen, members, tags… ARGV: tag ttl ms, channel, origin id.
 const INVALIDATE: &str = r"
 local g = redis.call('INCR', KEYS[1])
-for i = 2, #KEYS do redis.call('SET', KEYS[i], g, 'PX', ARGV[1]) end
-return g
+for i = 3, #KEYS do redis.call('SET', KEYS[i], g, 'PX', ARGV[1]) end
+redis.call('PUBLISH', ARGV[2], g .. ' ' .. ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], 1, now)
+local all = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+local members = {}
+for i = 1, #all, 2 do
+  local expiry = tonumber(all[i + 1])
+  members[#members + 1] = all[i]
+  members[#members + 1] = expiry == 0 and 0 or expiry - now
+end
+return {g, members}
 ";
 
 /// Releases the fill lock only if this request still holds it (it may have
@@ -132,10 +150,49 @@ return n
 ";
 
 /// Invalidates everything: a new epoch, and a new generation so near copies
-/// go too. KEYS: epoch, gen.
+/// go too; published and answered as by [`INVALIDATE`]. KEYS: epoch, gen,
+/// members. ARGV: channel, origin id.
 const EPOCH: &str = r"
 redis.call('INCR', KEYS[1])
-return redis.call('INCR', KEYS[2])
+local g = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[1], g .. ' ' .. ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], 1, now)
+local all = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+local members = {}
+for i = 1, #all, 2 do
+  local expiry = tonumber(all[i + 1])
+  members[#members + 1] = all[i]
+  members[#members + 1] = expiry == 0 and 0 or expiry - now
+end
+return {g, members}
+";
+
+/// The lease members are a sorted set: score 0 for a member, or (Redis
+/// time, ms) until when a removed member's lease may still run, so writers
+/// keep waiting for it until then. Joins (ARGV[2] = '1') or checks
+/// membership, then returns the generation; -1 when not a member. KEYS:
+/// members, gen. ARGV: id, join.
+const MEMBER: &str = r"
+if ARGV[2] == '1' then
+  redis.call('ZADD', KEYS[1], 0, ARGV[1])
+elseif redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= '0' then
+  return -1
+end
+return tonumber(redis.call('GET', KEYS[2]) or '0')
+";
+
+/// Removes members that did not acknowledge in time: their renewals fail
+/// from now on, and writers still wait for them for a lease (ARGV[1] ms).
+/// KEYS: members. ARGV: lease ms, ids…
+const EVICT: &str = r"
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) == '0' then redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
+end
+return 0
 ";
 
 /// Sliding-window log: admits a write when fewer than `limit` happened in the
@@ -194,6 +251,8 @@ pub struct RedisBackend {
     epoch: Script,
     unlock: Script,
     rate: Script,
+    member: Script,
+    evict: Script,
     /// Stores not written yet: they leave with the next lookup or
     /// generation read of this instance, or with a flush task.
     deferred: Mutex<Vec<Deferred>>,
@@ -232,8 +291,13 @@ impl RedisBackend {
     }
 
     fn client(url: &str, timeout: Duration) -> Result<Client, Error> {
+        Self::builder(url, timeout)?.build()
+    }
+
+    fn builder(url: &str, timeout: Duration) -> Result<Builder, Error> {
         let config = Config::from_url(url)?;
-        Builder::from_config(config)
+        let mut builder = Builder::from_config(config);
+        builder
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_millis(500);
                 c.internal_command_timeout = Duration::from_millis(500);
@@ -244,8 +308,8 @@ impl RedisBackend {
                 // servers interleaved, both ways round) lost 3.7% / 4.9%.
             })
             .with_performance_config(|p| p.default_command_timeout = timeout)
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
-            .build()
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
+        Ok(builder)
     }
 
     fn with_client(client: Client, on_store_error: OnStoreError) -> Self {
@@ -256,6 +320,8 @@ impl RedisBackend {
             epoch: Script::new(EPOCH),
             unlock: Script::new(UNLOCK),
             rate: Script::new(RATE),
+            member: Script::new(MEMBER),
+            evict: Script::new(EVICT),
             deferred: Mutex::new(Vec::new()),
             flush_scheduled: AtomicBool::new(false),
             quick: AtomicBool::new(true),
@@ -300,6 +366,8 @@ impl RedisBackend {
             &self.epoch,
             &self.unlock,
             &self.rate,
+            &self.member,
+            &self.evict,
         ] {
             self.load(s).await?;
         }
@@ -575,26 +643,72 @@ impl RedisBackend {
             .map(|_| ())
     }
 
-    /// Bumps every tag's version.
+    /// Bumps every tag's version; publishes the new generation from `origin`.
     pub async fn invalidate(
         &self,
         prefix: &str,
         tags: &[String],
         tag_ttl_ms: u64,
-    ) -> Result<(), Error> {
-        let mut ks = vec![generation_key(prefix)];
+        origin: &str,
+    ) -> Result<Published, Error> {
+        let mut ks = vec![generation_key(prefix), members_key(prefix)];
         ks.extend(tags.iter().map(|t| tag_key(prefix, t)));
-        self.eval(&self.invalidate, ks, vec![int(tag_ttl_ms)])
+        let args = vec![int(tag_ttl_ms), inv_channel(prefix).into(), origin.into()];
+        read_published(self.eval(&self.invalidate, ks, args).await?)
+    }
+
+    /// Invalidates every entry at once; publishes the new generation from `origin`.
+    pub async fn bump_epoch(&self, prefix: &str, origin: &str) -> Result<Published, Error> {
+        let k = keys(prefix, "");
+        let ks = vec![k.epoch, k.generation, members_key(prefix)];
+        let args = vec![inv_channel(prefix).into(), origin.into()];
+        read_published(self.eval(&self.epoch, ks, args).await?)
+    }
+
+    /// Joins the lease members (`join`) or checks membership; the
+    /// generation, or `None` when `id` is not (any longer) a member.
+    pub async fn lease_renew(
+        &self,
+        prefix: &str,
+        id: &str,
+        join: bool,
+    ) -> Result<Option<u64>, Error> {
+        let ks = vec![members_key(prefix), generation_key(prefix)];
+        let args = vec![id.into(), if join { "1" } else { "0" }.into()];
+        let v = self.eval(&self.member, ks, args).await?;
+        Ok(v.as_i64().and_then(|g| u64::try_from(g).ok()))
+    }
+
+    /// Removes members that did not acknowledge in time; writers keep
+    /// waiting for them for `lease`.
+    pub async fn lease_evict(
+        &self,
+        prefix: &str,
+        ids: Vec<String>,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        let mut args = vec![int(lease.as_millis() as u64)];
+        args.extend(ids.into_iter().map(Value::from));
+        self.eval(&self.evict, vec![members_key(prefix)], args)
             .await
             .map(|_| ())
     }
 
-    /// Invalidates every entry at once.
-    pub async fn bump_epoch(&self, prefix: &str) -> Result<(), Error> {
-        let k = keys(prefix, "");
-        self.eval(&self.epoch, vec![k.epoch, k.generation], vec![])
-            .await
-            .map(|_| ())
+    /// Leaves the members (this instance stopped serving near copies).
+    pub async fn lease_leave(&self, prefix: &str, id: String) -> Result<(), Error> {
+        use fred::interfaces::SortedSetsInterface;
+        Box::pin(self.client.zrem::<(), _, _>(members_key(prefix), id)).await
+    }
+
+    /// Publishes a lease message.
+    pub async fn publish(&self, channel: String, message: String) -> Result<(), Error> {
+        use fred::interfaces::PubsubInterface;
+        Box::pin(self.client.publish::<(), _, _>(channel, message)).await
+    }
+
+    /// A subscriber client for the lease's messages, configured as the main one.
+    pub fn subscriber(url: &str, timeout: Duration) -> Result<SubscriberClient, Error> {
+        Self::builder(url, timeout)?.build_subscriber_client()
     }
 
     /// The generation counter (bumped by every invalidation).
@@ -723,6 +837,33 @@ fn read_lookup(script: Value, token: String) -> Result<Found, Error> {
         // empty response
         (1, None) => Found::Miss(snap(false)),
         _ => Found::Miss(snap(int(5) == 1)),
+    })
+}
+
+/// Reads `{gen, {id, ms, …}}` from a generation bump.
+fn read_published(v: Value) -> Result<Published, Error> {
+    let Value::Array(items) = v else {
+        return Err(bad_reply());
+    };
+    let mut items = items.into_iter();
+    let generation = items
+        .next()
+        .and_then(|g| g.as_u64())
+        .ok_or_else(bad_reply)?;
+    let members = match items.next() {
+        Some(Value::Array(m)) => m
+            .chunks(2)
+            .filter_map(|pair| {
+                let id = pair.first()?.as_string()?;
+                let ms = pair.get(1)?.as_u64()?;
+                Some((id, Duration::from_millis(ms)))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Published {
+        generation,
+        members,
     })
 }
 

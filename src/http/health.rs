@@ -23,10 +23,11 @@ pub async fn readyz(State(app): State<App>) -> (StatusCode, &'static str) {
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(app): State<App>) -> impl axum::response::IntoResponse {
     let s = &app.services;
-    let mut body = s
-        .cache
-        .metrics
-        .render(s.db.statements(), s.cache.circuit_state());
+    let mut body = s.cache.metrics.render(
+        s.db.statements(),
+        s.cache.circuit_state(),
+        s.cache.lease_held(),
+    );
     s.feed.render_metrics(&mut body);
     let _ = writeln!(
         body,

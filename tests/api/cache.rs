@@ -1,7 +1,10 @@
 //! The query-result cache: hits, scopes, races, Redis and Postgres trouble,
 //! stampedes, HTTP caching headers and persisted queries.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use axum::{body::Body, http::Request};
 use diesel_async::SimpleAsyncConnection;
@@ -197,6 +200,137 @@ async fn invalidation_is_precise_and_reaches_every_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leased_near_hits_ask_redis_nothing_and_every_write_reaches_them() {
+    let a = TestApp::new().await;
+    let b = a.second_instance().await;
+    a.until_leased().await;
+    b.until_leased().await;
+    let mut c = a.conn().await;
+    let u = fx::user(&mut c, "leaser").await;
+    let ti = fx::title(&mut c, "Leased").await;
+    let r = fx::review(&mut c, u, ti, 7).await;
+    let vars = json!({ "id": gid("Title", ti) });
+    let leased = |t: &TestApp| {
+        t.app
+            .services
+            .cache
+            .metrics
+            .cache_leased_hits
+            .load(Ordering::Relaxed)
+    };
+    let body = |res: &Res| res.ok()["title"]["reviews"]["edges"][0]["node"]["body"].clone();
+    assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "MISS");
+    for i in 0..12 {
+        // B validates the entry in Redis once, then serves it from memory
+        // with no round trip
+        assert_eq!(x_cache(&b.gql(TITLE_Q, vars.clone()).await), "HIT");
+        let before = leased(&b);
+        let res = b.gql(TITLE_Q, vars.clone()).await;
+        assert_eq!(x_cache(&res), "HIT");
+        assert_eq!(leased(&b), before + 1, "round {i}: a leased near hit");
+
+        // a write through A: once A answered, B has applied it
+        c.batch_execute(&format!(
+            "UPDATE reviews SET body = 'edit {i}' WHERE id = {r}"
+        ))
+        .await
+        .expect("update");
+        a.app
+            .services
+            .cache
+            .invalidate(&tags::review_edited(r, ti, false))
+            .await;
+        let res = b.gql(TITLE_Q, vars.clone()).await;
+        assert_eq!(
+            body(&res),
+            format!("edit {i}"),
+            "round {i}: B served a stale near copy"
+        );
+        assert_eq!(x_cache(&res), "MISS");
+    }
+    assert_eq!(
+        a.app
+            .services
+            .cache
+            .metrics
+            .cache_lease_evictions
+            .load(Ordering::Relaxed),
+        0,
+        "B acknowledged every write in time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_acknowledging_is_removed_and_its_lease_waited_out() {
+    let redis = OwnRedis::start();
+    let a = app_on_redis(&redis).await;
+    let b = a.second_instance().await;
+    a.until_leased().await;
+    b.until_leased().await;
+    let config = &a.app.services.config;
+    let members = format!("{}cache:members", config.redis_key_prefix);
+    let evictions = || {
+        a.app
+            .services
+            .cache
+            .metrics
+            .cache_lease_evictions
+            .load(Ordering::Relaxed)
+    };
+
+    // an instance that died without leaving: it never acknowledges
+    assert_eq!(redis.cli(&["ZADD", &members, "0", "dead"]), "1");
+    let started = Instant::now();
+    a.app
+        .services
+        .cache
+        .invalidate(&["Title:1".to_owned()])
+        .await;
+    assert!(
+        started.elapsed() >= config.cache_lease,
+        "the write answered before the silent member's lease could have run out ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(evictions(), 1);
+    assert_ne!(
+        redis.cli(&["ZSCORE", &members, "dead"]),
+        "0",
+        "removed (its renewals fail)"
+    );
+    // the live members stay; once the dead one's lease is over, writes
+    // wait for nobody
+    for t in [&a, &b] {
+        let id = t.app.services.cache.lease_id().expect("Redis backend");
+        assert_eq!(redis.cli(&["ZSCORE", &members, id]), "0");
+    }
+    tokio::time::sleep(config.cache_lease).await;
+    a.app
+        .services
+        .cache
+        .invalidate(&["Title:2".to_owned()])
+        .await;
+    assert_eq!(evictions(), 1, "B acknowledged, the dead member is gone");
+    assert_eq!(redis.cli(&["ZSCORE", &members, "dead"]), "", "forgotten");
+
+    // a removed member gives its lease up and joins again (here removed by
+    // hand, with a removal that is already over)
+    let id = b
+        .app
+        .services
+        .cache
+        .lease_id()
+        .expect("Redis backend")
+        .to_owned();
+    assert_eq!(redis.cli(&["ZADD", &members, "1", &id]), "0");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.cli(&["ZSCORE", &members, &id]) != "0" {
+        assert!(Instant::now() < deadline, "B did not join again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.until_leased().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_read_that_raced_a_write_is_never_served() {
     let t = TestApp::new().await;
     let mut c = t.conn().await;
@@ -368,7 +502,14 @@ async fn a_paused_redis_costs_no_errors_and_the_cache_comes_back() {
     t.gql(TITLE_Q, vars.clone()).await;
     assert_eq!(x_cache(&t.gql(TITLE_Q, vars.clone()).await), "HIT");
 
+    t.until_leased().await;
     assert_eq!(redis.cli(&["CLIENT", "PAUSE", "1500", "ALL"]), "OK");
+    // the lease runs out without Redis: from then on no near copy is served
+    tokio::time::sleep(t.app.services.config.cache_lease).await;
+    assert!(
+        !t.app.services.cache.lease_held(),
+        "the lease must run out while Redis does not answer"
+    );
     let started = Instant::now();
     for _ in 0..10 {
         let res = t.gql(TITLE_Q, vars.clone()).await;
@@ -406,6 +547,20 @@ async fn a_write_acknowledged_while_redis_was_paused_is_never_served_stale() {
     let vars = json!({ "id": gid("Title", ti) });
     a.gql(TITLE_Q, vars.clone()).await;
     assert_eq!(x_cache(&b.gql(TITLE_Q, vars.clone()).await), "HIT");
+    // B serves its near copy without asking Redis
+    a.until_leased().await;
+    b.until_leased().await;
+    let leased = || {
+        b.app
+            .services
+            .cache
+            .metrics
+            .cache_leased_hits
+            .load(Ordering::Relaxed)
+    };
+    let before = leased();
+    assert_eq!(x_cache(&b.gql(TITLE_Q, vars.clone()).await), "HIT");
+    assert_eq!(leased(), before + 1, "a leased near hit");
 
     assert_eq!(redis.cli(&["CLIENT", "PAUSE", "1000", "ALL"]), "OK");
     c.batch_execute(&format!(
@@ -422,6 +577,17 @@ async fn a_write_acknowledged_while_redis_was_paused_is_never_served_stale() {
     assert!(
         started.elapsed() < Duration::from_millis(500),
         "invalidation must not hang on a paused Redis"
+    );
+    assert!(
+        started.elapsed() >= a.app.services.config.cache_lease,
+        "a write whose invalidation failed waits until no lease Redis could have renewed runs"
+    );
+    // Redis is still paused: B's lease has run out, so B reads Postgres
+    let res = b.gql(TITLE_Q, vars.clone()).await;
+    assert_eq!(
+        res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
+        "written during the pause",
+        "B served its near copy after the write answered"
     );
     tokio::time::sleep(Duration::from_millis(1300)).await;
 
@@ -938,12 +1104,12 @@ async fn lookups_without_the_script_agree_with_it_and_pure_misses_skip_it() {
     // once the generation moved, the tags decide (the script reads them)
     let tag_ttl = 600_000;
     backend
-        .invalidate(p, &["Title:2".to_owned()], tag_ttl)
+        .invalidate(p, &["Title:2".to_owned()], tag_ttl, "-")
         .await
         .expect("invalidate");
     agree("k", r#"fresh {"data":"k"}"#).await;
     backend
-        .invalidate(p, &["Title:1".to_owned()], tag_ttl)
+        .invalidate(p, &["Title:1".to_owned()], tag_ttl, "-")
         .await
         .expect("invalidate");
     agree("k", "miss").await;
@@ -961,7 +1127,7 @@ async fn lookups_without_the_script_agree_with_it_and_pure_misses_skip_it() {
     };
     store("e", &snap, 60_000);
     agree("e", r#"fresh {"data":"e"}"#).await;
-    backend.bump_epoch(p).await.expect("epoch");
+    backend.bump_epoch(p, "-").await.expect("epoch");
     agree("e", "miss").await;
 
     // an entry of an older layout (a hash) is a miss, and the lock is the

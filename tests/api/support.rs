@@ -253,6 +253,19 @@ impl TestApp {
         TestApp::on(self.db.shared(), self.app.services.config.as_ref().clone()).await
     }
 
+    /// Waits until this instance holds the lease of pushed invalidations
+    /// (it joins in the background after connecting to Redis).
+    pub async fn until_leased(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.app.services.cache.lease_held() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the instance did not obtain its cache lease within 5 s; is Redis running? (`redis-server --daemonize yes`)"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Statements sent through this instance's pool so far.
     pub fn statements(&self) -> u64 {
         self.app.services.db.statements()
