@@ -307,6 +307,9 @@ mod tests {
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.rate_limit_writes_per_minute, 30);
         assert!(c.jwt_secret.is_none());
+        assert_eq!(c.cache_lease, Duration::from_millis(300));
+        let off = with(&[("CACHE_LEASE_MS", "0")]).expect("lease off");
+        assert!(off.cache_lease.is_zero());
     }
 
     #[test]
@@ -318,6 +321,7 @@ mod tests {
             ("REDIS_URL", "http://x"),
             ("LOG_FORMAT", "xml"),
             ("GRAPHQL_INTROSPECTION", "maybe"),
+            ("CACHE_LEASE_MS", "50"),
         ] {
             let err = with(&[(name, value)]).expect_err(name).to_string();
             assert!(err.contains(name), "{err}");

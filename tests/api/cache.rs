@@ -261,6 +261,55 @@ async fn leased_near_hits_ask_redis_nothing_and_every_write_reaches_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_lease_near_hits_read_the_generation_and_writes_still_reach_them() {
+    let a = TestApp::with_config(Config {
+        cache_lease: Duration::ZERO,
+        ..test_config()
+    })
+    .await;
+    let b = a.second_instance().await;
+    let mut c = a.conn().await;
+    let u = fx::user(&mut c, "unleased").await;
+    let ti = fx::title(&mut c, "Unleased").await;
+    let r = fx::review(&mut c, u, ti, 4).await;
+    let vars = json!({ "id": gid("Title", ti) });
+    assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "MISS");
+    for i in 0..5 {
+        for _ in 0..3 {
+            assert_eq!(x_cache(&b.gql(TITLE_Q, vars.clone()).await), "HIT");
+        }
+        c.batch_execute(&format!(
+            "UPDATE reviews SET body = 'plain {i}' WHERE id = {r}"
+        ))
+        .await
+        .expect("update");
+        a.app
+            .services
+            .cache
+            .invalidate(&tags::review_edited(r, ti, false))
+            .await;
+        let res = b.gql(TITLE_Q, vars.clone()).await;
+        assert_eq!(
+            res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
+            format!("plain {i}"),
+            "round {i}: B served a stale near copy"
+        );
+    }
+    for t in [&a, &b] {
+        assert!(!t.app.services.cache.lease_held());
+        assert_eq!(
+            t.app
+                .services
+                .cache
+                .metrics
+                .cache_leased_hits
+                .load(Ordering::Relaxed),
+            0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_stops_acknowledging_is_removed_and_its_lease_waited_out() {
     let redis = OwnRedis::start();
     let a = app_on_redis(&redis).await;
