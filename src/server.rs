@@ -148,6 +148,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         );
     }
     feed.stop().await;
+    app.services.cache.leave().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

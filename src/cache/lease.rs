@@ -50,7 +50,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, Weak,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -128,6 +128,8 @@ pub struct Lease {
     pinged: Notify,
     /// Whether this instance seeks a lease at all (`CACHE_LEASE_MS` > 0).
     enabled: bool,
+    /// Left for good (shutting down).
+    stopped: AtomicBool,
 }
 
 impl Lease {
@@ -149,6 +151,7 @@ impl Lease {
             pings: AtomicU64::new(0),
             pinged: Notify::new(),
             enabled,
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -195,6 +198,16 @@ impl Lease {
     /// Gives the lease up at once (removed from the set, or messages lost).
     fn drop_lease(&self) {
         self.valid_until_us.store(0, Ordering::Release);
+    }
+
+    /// Gives the lease up for good and leaves the members, so writers stop
+    /// waiting for this instance (at shutdown, once no request is served).
+    pub async fn leave(&self, r: &RedisBackend) {
+        self.stopped.store(true, Ordering::Release);
+        self.drop_lease();
+        if let Err(e) = r.lease_leave(&self.prefix, self.id.clone()).await {
+            tracing::debug!(error = %e, "could not leave the cache members");
+        }
     }
 
     fn is_joined(&self) -> bool {
@@ -390,7 +403,7 @@ impl Lease {
             }
             *subscribed = true;
         }
-        if !self.enabled {
+        if !self.enabled || self.stopped.load(Ordering::Acquire) {
             return;
         }
         if self.is_joined() {

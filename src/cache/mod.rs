@@ -309,6 +309,14 @@ impl Cache {
         self.lease.as_ref().is_some_and(|l| l.held())
     }
 
+    /// Leaves the lease members (at shutdown): other instances' writes stop
+    /// waiting for this one.
+    pub async fn leave(&self) {
+        if let (Some(l), Backend::Redis(r)) = (&self.lease, &self.backend) {
+            l.leave(r).await;
+        }
+    }
+
     /// This instance's id among the lease members (Redis backend only).
     pub fn lease_id(&self) -> Option<&str> {
         self.lease.as_ref().map(|l| l.id())

@@ -377,6 +377,18 @@ async fn a_member_that_stops_acknowledging_is_removed_and_its_lease_waited_out()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     b.until_leased().await;
+
+    // at shutdown an instance leaves for good: writes stop waiting for it
+    b.app.services.cache.leave().await;
+    assert!(!b.app.services.cache.lease_held());
+    assert_eq!(redis.cli(&["ZSCORE", &members, &id]), "");
+    tokio::time::sleep(config.cache_lease).await;
+    assert_eq!(
+        redis.cli(&["ZSCORE", &members, &id]),
+        "",
+        "and does not join again"
+    );
+    assert!(!b.app.services.cache.lease_held());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
