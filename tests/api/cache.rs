@@ -261,6 +261,66 @@ async fn leased_near_hits_ask_redis_nothing_and_every_write_reaches_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leased_hits_racing_writes_never_show_an_acknowledged_write_missing() {
+    use std::sync::{Arc, atomic::AtomicBool};
+    let a = TestApp::new().await;
+    let b = Arc::new(a.second_instance().await);
+    a.until_leased().await;
+    b.until_leased().await;
+    let mut c = a.conn().await;
+    let u = fx::user(&mut c, "racer").await;
+    let ti = fx::title(&mut c, "Raced").await;
+    let r = fx::review(&mut c, u, ti, 3).await;
+    let vars = json!({ "id": gid("Title", ti) });
+    // readers keep B's near copy hot (and refill it after every write)
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (b, stop, vars) = (b.clone(), stop.clone(), vars.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(b.gql(TITLE_Q, vars.clone()).await.status, 200);
+                }
+            })
+        })
+        .collect();
+    for i in 0..25 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        c.batch_execute(&format!(
+            "UPDATE reviews SET body = 'race {i}' WHERE id = {r}"
+        ))
+        .await
+        .expect("update");
+        a.app
+            .services
+            .cache
+            .invalidate(&tags::review_edited(r, ti, false))
+            .await;
+        let res = b.gql(TITLE_Q, vars.clone()).await;
+        assert_eq!(
+            res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
+            format!("race {i}"),
+            "round {i}: a read through B after the write answered missed it ({})",
+            x_cache(&res)
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in readers {
+        t.await.expect("reader");
+    }
+    assert!(
+        b.app
+            .services
+            .cache
+            .metrics
+            .cache_leased_hits
+            .load(Ordering::Relaxed)
+            > 25,
+        "the readers were served leased near hits"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_lease_near_hits_read_the_generation_and_writes_still_reach_them() {
     let a = TestApp::with_config(Config {
         cache_lease: Duration::ZERO,
