@@ -172,7 +172,12 @@ impl Lease {
     /// The generation to serve near copies at, while the lease runs.
     pub fn generation_now(&self) -> Option<u64> {
         let until = self.valid_until_us.load(Ordering::Acquire);
-        if until == 0 || self.micros(Instant::now()) >= until {
+        // after leaving, a renewal that was in flight may still extend the
+        // lease, but writers no longer wait for this instance
+        if until == 0
+            || self.stopped.load(Ordering::Acquire)
+            || self.micros(Instant::now()) >= until
+        {
             return None;
         }
         Some(self.generation.load(Ordering::Acquire))
@@ -317,7 +322,8 @@ impl Lease {
                 return;
             };
             self.apply(g);
-            if origin != self.id {
+            // an instance without a lease is no member: nobody waits for it
+            if origin != self.id && self.enabled {
                 // applied first, acknowledged second
                 let (r, channel, ack) = (
                     r.clone(),
