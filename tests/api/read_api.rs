@@ -109,7 +109,18 @@ async fn nested_feed_costs_a_constant_number_of_statements() {
     let res = t.gql(q, json!({})).await;
     res.ok();
     let n = t.statements() - before;
-    assert!(n <= 6, "nested titles/reviews/comments took {n} statements");
+    // five batches (titles, their review pages, review authors, comment
+    // pages, comment authors). A batch closes after a scheduler round that
+    // brought no new key, and with other tasks on the runtime (the cache
+    // lease's renewals) one occasionally closes before a sibling of the
+    // same pass registered, and the batches below it follow the split:
+    // seen as 7 or 8 in ~1 run of 10. Requiring two quiet rounds made that
+    // 0 in 45 runs but cost W4 5.7% (benches/README.md). Per item, N+1
+    // would be 60 statements or more.
+    assert!(
+        n <= 10,
+        "nested titles/reviews/comments took {n} statements"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
