@@ -113,10 +113,11 @@ async fn nested_feed_costs_a_constant_number_of_statements() {
     // pages, comment authors). A batch closes after a scheduler round that
     // brought no new key, and with other tasks on the runtime (the cache
     // lease's renewals) one occasionally closes before a sibling of the
-    // same pass registered, and the batches below it follow the split:
-    // seen as 7 or 8 in ~1 run of 10. Requiring two quiet rounds made that
-    // 0 in 45 runs but cost W4 5.7% (benches/README.md). Per item, N+1
-    // would be 60 statements or more.
+    // same pass registered (a batch wakes its waiters one by one from its
+    // own task, and the request can be polled on the other worker
+    // meanwhile), and the batches below it follow the split: seen as 7 or 8
+    // in ~1 run of 10. The fixes tried and their cost are in
+    // benches/README.md. Per item, N+1 would be 60 statements or more.
     assert!(
         n <= 10,
         "nested titles/reviews/comments took {n} statements"
