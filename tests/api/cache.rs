@@ -584,7 +584,13 @@ async fn an_entry_of_an_older_layout_is_a_miss_and_is_replaced() {
     // previous version (a hash per entry): they are misses, never errors
     let (redis, a, vars) = title_on_own_redis("Old layout").await;
     assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "MISS");
-    let key = redis.cli(&["--scan", "--pattern", "*cache:gql:*"]);
+    // the store leaves after the response (deferred): give it a moment
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut key = String::new();
+    while key.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        key = redis.cli(&["--scan", "--pattern", "*cache:gql:*"]);
+    }
     assert_eq!(key.lines().count(), 1, "{key}");
     redis.cli(&["DEL", &key]);
     redis.cli(&[
@@ -607,6 +613,11 @@ async fn an_entry_of_an_older_layout_is_a_miss_and_is_replaced() {
     let res = b.gql(TITLE_Q, vars.clone()).await;
     assert_eq!(x_cache(&res), "MISS", "not BYPASS: the lookup did not fail");
     assert_eq!(res.ok()["title"]["name"], "Old layout");
+    // the store leaves after the response (deferred): give it a moment
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while redis.cli(&["TYPE", &key]) != "string" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         redis.cli(&["TYPE", &key]),
         "string",
