@@ -23,6 +23,32 @@ fn x_cache(res: &Res) -> &str {
         .unwrap_or("")
 }
 
+/// The body of the first review in a `TITLE_Q` response.
+fn first_body(res: &Res) -> &serde_json::Value {
+    &res.ok()["title"]["reviews"]["edges"][0]["node"]["body"]
+}
+
+/// A write through `t` as every mutation makes it: the review's new body is
+/// committed, then what it changed is invalidated.
+async fn edit_body(
+    t: &TestApp,
+    c: &mut diesel_async::AsyncPgConnection,
+    review: i64,
+    title: i64,
+    body: &str,
+) {
+    c.batch_execute(&format!(
+        "UPDATE reviews SET body = '{body}' WHERE id = {review}"
+    ))
+    .await
+    .expect("update");
+    t.app
+        .services
+        .cache
+        .invalidate(&tags::review_edited(review, title, false))
+        .await;
+}
+
 const TITLE_Q: &str =
     "query T($id: ID!) { title(id: $id) { name reviewCount reviews { edges { node { body } } } } }";
 
@@ -172,26 +198,14 @@ async fn invalidation_is_precise_and_reaches_every_instance() {
         );
     }
     // a write through A (commit, then invalidate — what every mutation does)
-    c.batch_execute(&format!(
-        "UPDATE reviews SET body = 'edited' WHERE id = {r1}"
-    ))
-    .await
-    .expect("update");
-    a.app
-        .services
-        .cache
-        .invalidate(&tags::review_edited(r1, t1, false))
-        .await;
+    edit_body(&a, &mut c, r1, t1, "edited").await;
     let res = b.gql(TITLE_Q, v1.clone()).await;
     assert_eq!(
         x_cache(&res),
         "MISS",
         "read-your-writes through the other instance"
     );
-    assert_eq!(
-        res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
-        "edited"
-    );
+    assert_eq!(*first_body(&res), "edited");
     assert_eq!(
         x_cache(&a.gql(TITLE_Q, v2).await),
         "HIT",
@@ -218,7 +232,7 @@ async fn leased_near_hits_ask_redis_nothing_and_every_write_reaches_them() {
             .cache_leased_hits
             .load(Ordering::Relaxed)
     };
-    let body = |res: &Res| res.ok()["title"]["reviews"]["edges"][0]["node"]["body"].clone();
+
     assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "MISS");
     for i in 0..12 {
         // B validates the entry in Redis once, then serves it from memory
@@ -230,19 +244,10 @@ async fn leased_near_hits_ask_redis_nothing_and_every_write_reaches_them() {
         assert_eq!(leased(&b), before + 1, "round {i}: a leased near hit");
 
         // a write through A: once A answered, B has applied it
-        c.batch_execute(&format!(
-            "UPDATE reviews SET body = 'edit {i}' WHERE id = {r}"
-        ))
-        .await
-        .expect("update");
-        a.app
-            .services
-            .cache
-            .invalidate(&tags::review_edited(r, ti, false))
-            .await;
+        edit_body(&a, &mut c, r, ti, &format!("edit {i}")).await;
         let res = b.gql(TITLE_Q, vars.clone()).await;
         assert_eq!(
-            body(&res),
+            *first_body(&res),
             format!("edit {i}"),
             "round {i}: B served a stale near copy"
         );
@@ -286,19 +291,10 @@ async fn leased_hits_racing_writes_never_show_an_acknowledged_write_missing() {
         .collect();
     for i in 0..25 {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        c.batch_execute(&format!(
-            "UPDATE reviews SET body = 'race {i}' WHERE id = {r}"
-        ))
-        .await
-        .expect("update");
-        a.app
-            .services
-            .cache
-            .invalidate(&tags::review_edited(r, ti, false))
-            .await;
+        edit_body(&a, &mut c, r, ti, &format!("race {i}")).await;
         let res = b.gql(TITLE_Q, vars.clone()).await;
         assert_eq!(
-            res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
+            *first_body(&res),
             format!("race {i}"),
             "round {i}: a read through B after the write answered missed it ({})",
             x_cache(&res)
@@ -338,19 +334,10 @@ async fn without_a_lease_near_hits_read_the_generation_and_writes_still_reach_th
         for _ in 0..3 {
             assert_eq!(x_cache(&b.gql(TITLE_Q, vars.clone()).await), "HIT");
         }
-        c.batch_execute(&format!(
-            "UPDATE reviews SET body = 'plain {i}' WHERE id = {r}"
-        ))
-        .await
-        .expect("update");
-        a.app
-            .services
-            .cache
-            .invalidate(&tags::review_edited(r, ti, false))
-            .await;
+        edit_body(&a, &mut c, r, ti, &format!("plain {i}")).await;
         let res = b.gql(TITLE_Q, vars.clone()).await;
         assert_eq!(
-            res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
+            *first_body(&res),
             format!("plain {i}"),
             "round {i}: B served a stale near copy"
         );
@@ -489,16 +476,7 @@ async fn a_slow_read_that_raced_a_write_is_never_served() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // the write commits and invalidates while the read is in flight
-    c.batch_execute(&format!(
-        "UPDATE reviews SET body = 'after the write' WHERE id = {r}"
-    ))
-    .await
-    .expect("update");
-    t.app
-        .services
-        .cache
-        .invalidate(&tags::review_edited(r, ti, false))
-        .await;
+    edit_body(&t, &mut c, r, ti, "after the write").await;
     locker.batch_execute("COMMIT").await.expect("unlock");
     let old = slow.await.expect("join");
     assert_eq!(old.headers()["x-cache"], "MISS");
@@ -717,7 +695,7 @@ async fn a_write_acknowledged_while_redis_was_paused_is_never_served_stale() {
     // Redis is still paused: B's lease has run out, so B reads Postgres
     let res = b.gql(TITLE_Q, vars.clone()).await;
     assert_eq!(
-        res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
+        *first_body(&res),
         "written during the pause",
         "B served its near copy after the write answered"
     );
@@ -726,7 +704,7 @@ async fn a_write_acknowledged_while_redis_was_paused_is_never_served_stale() {
     for (name, app) in [("A", &a), ("B", &b)] {
         let res = app.gql(TITLE_Q, vars.clone()).await;
         assert_eq!(
-            res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
+            *first_body(&res),
             "written during the pause",
             "instance {name} served a stale entry"
         );
@@ -893,22 +871,10 @@ async fn the_in_memory_cache_has_the_same_semantics() {
     let vars = json!({ "id": gid("Title", ti) });
     assert_eq!(x_cache(&t.gql(TITLE_Q, vars.clone()).await), "MISS");
     assert_eq!(x_cache(&t.gql(TITLE_Q, vars.clone()).await), "HIT");
-    c.batch_execute(&format!(
-        "UPDATE reviews SET body = 'mem edit' WHERE id = {r}"
-    ))
-    .await
-    .expect("update");
-    t.app
-        .services
-        .cache
-        .invalidate(&tags::review_edited(r, ti, false))
-        .await;
+    edit_body(&t, &mut c, r, ti, "mem edit").await;
     let res = t.gql(TITLE_Q, vars).await;
     assert_eq!(x_cache(&res), "MISS");
-    assert_eq!(
-        res.ok()["title"]["reviews"]["edges"][0]["node"]["body"],
-        "mem edit"
-    );
+    assert_eq!(*first_body(&res), "mem edit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
