@@ -118,18 +118,29 @@ if stale then return {2, etag, f, gen, epoch, locked, body} end
 return {0, '', 0, gen, epoch, locked}
 ";
 
-/// Bumps the generation, stamps it on every tag, publishes it to the lease
-/// members (see `lease.rs`) and returns `{gen, {id, ms, …}}`: every member
-/// (ms 0), and every removed one whose lease may still run (for ms more).
-/// KEYS: gen, members, tags… ARGV: tag ttl ms, channel, origin id.
-const INVALIDATE: &str = r"
-local g = redis.call('INCR', KEYS[1])
-for i = 3, #KEYS do redis.call('SET', KEYS[i], g, 'PX', ARGV[1]) end
-redis.call('PUBLISH', ARGV[2], g .. ' ' .. ARGV[3])
+/// Lua: `now`, Redis's clock in ms (one clock for every instance).
+macro_rules! lua_now {
+    () => {
+        "
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], 1, now)
-local all = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+"
+    };
+}
+
+/// Lua, the end of every script that bumps the generation: publishes `g`
+/// from `origin` on `channel` to the lease members (see `lease.rs`) and
+/// returns `{g, {id, ms, …}}`: every member (ms 0), and every removed one
+/// whose lease may still run (for ms more). Expects the locals `g`,
+/// `members_key`, `channel` and `origin`.
+macro_rules! lua_publish_to_members {
+    () => {
+        concat!(
+            "
+redis.call('PUBLISH', channel, g .. ' ' .. origin)",
+            lua_now!(),
+            "redis.call('ZREMRANGEBYSCORE', members_key, 1, now)
+local all = redis.call('ZRANGE', members_key, 0, -1, 'WITHSCORES')
 local members = {}
 for i = 1, #all, 2 do
   local expiry = tonumber(all[i + 1])
@@ -137,7 +148,21 @@ for i = 1, #all, 2 do
   members[#members + 1] = expiry == 0 and 0 or expiry - now
 end
 return {g, members}
-";
+"
+        )
+    };
+}
+
+/// Bumps the generation, stamps it on every tag and publishes it to the
+/// lease members ([`lua_publish_to_members`]). KEYS: gen, members, tags…
+/// ARGV: tag ttl ms, channel, origin id.
+const INVALIDATE: &str = concat!(
+    r"
+local g = redis.call('INCR', KEYS[1])
+for i = 3, #KEYS do redis.call('SET', KEYS[i], g, 'PX', ARGV[1]) end
+local members_key, channel, origin = KEYS[2], ARGV[2], ARGV[3]",
+    lua_publish_to_members!()
+);
 
 /// Releases the fill lock only if this request still holds it (it may have
 /// expired and been taken by another instance): the placeholder in the
@@ -152,22 +177,13 @@ return n
 /// Invalidates everything: a new epoch, and a new generation so near copies
 /// go too; published and answered as by [`INVALIDATE`]. KEYS: epoch, gen,
 /// members. ARGV: channel, origin id.
-const EPOCH: &str = r"
+const EPOCH: &str = concat!(
+    r"
 redis.call('INCR', KEYS[1])
 local g = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[1], g .. ' ' .. ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], 1, now)
-local all = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
-local members = {}
-for i = 1, #all, 2 do
-  local expiry = tonumber(all[i + 1])
-  members[#members + 1] = all[i]
-  members[#members + 1] = expiry == 0 and 0 or expiry - now
-end
-return {g, members}
-";
+local members_key, channel, origin = KEYS[3], ARGV[1], ARGV[2]",
+    lua_publish_to_members!()
+);
 
 /// The lease members are a sorted set: score 0 for a member, or (Redis
 /// time, ms) until when a removed member's lease may still run, so writers
@@ -186,22 +202,22 @@ return tonumber(redis.call('GET', KEYS[2]) or '0')
 /// Removes members that did not acknowledge in time: their renewals fail
 /// from now on, and writers still wait for them for a lease (ARGV[1] ms).
 /// KEYS: members. ARGV: lease ms, ids…
-const EVICT: &str = r"
-local t = redis.call('TIME')
-local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+const EVICT: &str = concat!(
+    lua_now!(),
+    r"local expiry = now + tonumber(ARGV[1])
 for i = 2, #ARGV do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) == '0' then redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
 end
 return 0
-";
+"
+);
 
 /// Sliding-window log: admits a write when fewer than `limit` happened in the
 /// last window; otherwise returns the ms until the oldest leaves the window.
 /// KEYS: log. ARGV: window ms, limit, member suffix. Uses the server clock.
-const RATE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
+const RATE: &str = concat!(
+    lua_now!(),
+    r"local window = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
@@ -210,7 +226,8 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - now)
-";
+"
+);
 
 /// A Lua script and its SHA1 once loaded (`SCRIPT LOAD` returns it).
 struct Script {
