@@ -113,6 +113,10 @@ pub struct Lease {
     me: u64,
     id: String,
     prefix: String,
+    /// Where bumps are published ([`inv_channel`]).
+    inv: String,
+    /// Where acknowledgements and pings reach this member ([`ack_channel`]).
+    inbox: String,
     length: Duration,
     margin: Duration,
     base: Instant,
@@ -137,9 +141,12 @@ impl Lease {
     pub fn new(me: u64, prefix: &str, length: Duration) -> Self {
         let enabled = !length.is_zero();
         let length = if enabled { length } else { DEFAULT_LEASE };
+        let id = format!("{me:x}");
         Self {
             me,
-            id: format!("{me:x}"),
+            inv: inv_channel(prefix),
+            inbox: ack_channel(prefix, &id),
+            id,
             prefix: prefix.to_owned(),
             length,
             margin: length / 6,
@@ -314,7 +321,7 @@ impl Lease {
         };
         let mut words = text.split(' ');
         let channel: &str = &message.channel;
-        if channel == inv_channel(&self.prefix) {
+        if channel == self.inv {
             let (Some(g), Some(origin)) = (
                 words.next().and_then(|g| g.parse::<u64>().ok()),
                 words.next(),
@@ -365,7 +372,7 @@ impl Lease {
         let notified = self.pinged.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if r.publish(ack_channel(&self.prefix, &self.id), format!("p {n}"))
+        if r.publish(self.inbox.clone(), format!("p {n}"))
             .await
             .is_err()
         {
@@ -399,10 +406,7 @@ impl Lease {
             if !subscriber.is_connected() {
                 return;
             }
-            let channels = vec![
-                inv_channel(&self.prefix),
-                ack_channel(&self.prefix, &self.id),
-            ];
+            let channels = vec![self.inv.clone(), self.inbox.clone()];
             // re-subscribed after reconnects by `manage_subscriptions`
             if subscriber.subscribe(channels).await.is_err() {
                 return;
@@ -484,12 +488,11 @@ pub fn start(lease: &Arc<Lease>, r: Arc<RedisBackend>, subscriber: SubscriberCli
     });
     let weak: Weak<Lease> = Arc::downgrade(lease);
     let every = lease.length / 4;
+    let (id, prefix) = (lease.id.clone(), lease.prefix.clone());
     tokio::spawn(async move {
         let (mut subscribed, mut pings) = (false, 0);
         while let Some(l) = weak.upgrade() {
             l.step(&r, &subscriber, &mut subscribed, &mut pings).await;
-            let id = l.id.clone();
-            let prefix = l.prefix.clone();
             drop(l);
             tokio::time::sleep(every).await;
             if weak.strong_count() == 0 {

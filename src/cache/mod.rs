@@ -56,6 +56,16 @@ pub struct Entry {
     pub fresh_until_ms: u64,
 }
 
+impl From<NearEntry> for Entry {
+    fn from(near: NearEntry) -> Self {
+        Entry {
+            body: near.body,
+            etag: near.etag,
+            fresh_until_ms: near.fresh_until_ms,
+        }
+    }
+}
+
 /// Counters captured by a lookup that found nothing fresh; a later store is
 /// accepted only if nothing was invalidated since.
 #[derive(Clone, Debug)]
@@ -322,22 +332,6 @@ impl Cache {
         self.lease.as_ref().map(|l| l.id())
     }
 
-    /// After a generation bump of ours answered: applies it here and waits
-    /// until the other members have too (see `lease.rs`).
-    async fn settle(&self, r: &RedisBackend, published: Published, answered: std::time::Instant) {
-        if let Some(l) = &self.lease {
-            l.settle(r, published, answered, &self.metrics).await;
-        }
-    }
-
-    /// After a generation bump of ours failed or was skipped: waits until
-    /// every lease that Redis could have renewed since `since` has run out.
-    async fn wait_out_leases(&self, since: Option<std::time::Instant>) {
-        if let (Some(l), Some(since)) = (&self.lease, since) {
-            tokio::time::sleep_until((since + l.length()).into()).await;
-        }
-    }
-
     fn origin(&self) -> &str {
         self.lease.as_ref().map_or("-", |l| l.id())
     }
@@ -418,11 +412,7 @@ impl Cache {
             self.metrics
                 .cache_leased_hits
                 .fetch_add(1, Ordering::Relaxed);
-            return Some(Entry {
-                body: near.body,
-                etag: near.etag,
-                fresh_until_ms: near.fresh_until_ms,
-            });
+            return Some(near.into());
         }
         let generation = self
             .generation
@@ -434,11 +424,7 @@ impl Cache {
             })
             .await?;
         let near = self.near.get(hash, generation)?;
-        Some(Entry {
-            body: near.body,
-            etag: near.etag,
-            fresh_until_ms: near.fresh_until_ms,
-        })
+        Some(near.into())
     }
 
     /// Looks up a request hash in Redis (or the memory backend). On a miss,
@@ -593,26 +579,11 @@ impl Cache {
         match &self.backend {
             Backend::Memory(m) => m.invalidate(tags),
             Backend::Redis(r) => {
-                if !self.breaker.allow() {
-                    self.dirty.store(true, Ordering::Release);
-                    self.wait_out_leases(self.breaker.trouble_since()).await;
-                    return;
-                }
                 let ttl = self.tag_ttl_ms();
-                let sent = std::time::Instant::now();
-                match r.invalidate(&self.prefix, tags, ttl, self.origin()).await {
-                    Ok(published) => {
-                        self.succeeded();
-                        self.settle(r, published, std::time::Instant::now()).await;
-                    }
-                    Err(e) => {
-                        // the write is committed; make sure no hit is served
-                        // here until the whole cache is invalidated
-                        self.dirty.store(true, Ordering::Release);
-                        self.failed("invalidate", &e);
-                        self.wait_out_leases(Some(sent)).await;
-                    }
-                }
+                self.bump_on_redis(r, "invalidate", || {
+                    r.invalidate(&self.prefix, tags, ttl, self.origin())
+                })
+                .await;
             }
         }
     }
@@ -630,24 +601,45 @@ impl Cache {
         match &self.backend {
             Backend::Memory(m) => m.bump_epoch(),
             Backend::Redis(r) => {
-                if !self.breaker.allow() {
-                    self.dirty.store(true, Ordering::Release);
-                    self.wait_out_leases(self.breaker.trouble_since()).await;
+                self.bump_on_redis(r, "epoch bump", || {
+                    r.bump_epoch(&self.prefix, self.origin())
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Runs a generation bump (`call`) on Redis and settles it with the
+    /// lease members (see `lease.rs`). One that fails, or that the open
+    /// breaker skips, marks this instance dirty (no hit until the whole
+    /// cache is invalidated: the write is committed) and waits until every
+    /// lease that Redis could have renewed since has run out.
+    async fn bump_on_redis<Fut>(&self, r: &RedisBackend, what: &str, call: impl FnOnce() -> Fut)
+    where
+        Fut: std::future::Future<Output = Result<Published, fred::error::Error>>,
+    {
+        let since = if self.breaker.allow() {
+            let sent = std::time::Instant::now();
+            match call().await {
+                Ok(published) => {
+                    self.succeeded();
+                    if let Some(l) = &self.lease {
+                        l.settle(r, published, std::time::Instant::now(), &self.metrics)
+                            .await;
+                    }
                     return;
                 }
-                let sent = std::time::Instant::now();
-                match r.bump_epoch(&self.prefix, self.origin()).await {
-                    Ok(published) => {
-                        self.succeeded();
-                        self.settle(r, published, std::time::Instant::now()).await;
-                    }
-                    Err(e) => {
-                        self.dirty.store(true, Ordering::Release);
-                        self.failed("epoch bump", &e);
-                        self.wait_out_leases(Some(sent)).await;
-                    }
+                Err(e) => {
+                    self.failed(what, &e);
+                    Some(sent)
                 }
             }
+        } else {
+            self.breaker.trouble_since()
+        };
+        self.dirty.store(true, Ordering::Release);
+        if let (Some(l), Some(since)) = (&self.lease, since) {
+            tokio::time::sleep_until((since + l.length()).into()).await;
         }
     }
 
