@@ -5,9 +5,10 @@
 //! it registers the keys of a list, and the batch splits (seen here: 19
 //! statements instead of 4 for a 50-item feed under parallel tests). Here
 //! the resolver that opens a batch closes it only when a whole yield round
-//! of its task passed without a new key arriving: every sibling resolver of
-//! a list has registered by then, whatever the machine's load (the others
-//! just wait for the result). (One yield is not
+//! of its task passed without a new key arriving, and without a batch
+//! delivering results into its request (see [`Deliveries`]): every sibling
+//! resolver of a list has registered by then, whatever the machine's load
+//! (the others just wait for the result). (One yield is not
 //! enough: `FuturesUnordered`, which async-graphql uses for sibling fields,
 //! stops after two self-waking futures, so first polls can spread over a few
 //! rounds.) At most 16 rounds, so a steady trickle of keys cannot hold a
@@ -29,12 +30,23 @@ use async_graphql::dataloader::Loader;
 use tokio::sync::{Notify, OnceCell};
 
 use super::loader::DbLoader;
-use crate::error::{AppError, AppResult};
+use crate::{
+    error::{AppError, AppResult},
+    sched::{self, Deliveries},
+};
 
 type BatchResult<K, V> = Result<Arc<HashMap<K, V>>, AppError>;
 
+/// What a batch collects until it is dispatched.
+struct Pending<K> {
+    keys: Vec<K>,
+    /// The requests waiting on it, told when it delivers (see
+    /// [`Deliveries`]); consecutive keys of one request share an entry.
+    watchers: Vec<Arc<Deliveries>>,
+}
+
 struct Slot<K, V> {
-    keys: Mutex<Vec<K>>,
+    pending: Mutex<Pending<K>>,
     closed: AtomicBool,
     result: OnceCell<BatchResult<K, V>>,
     done: Notify,
@@ -43,7 +55,10 @@ struct Slot<K, V> {
 impl<K, V> Slot<K, V> {
     fn new() -> Arc<Self> {
         Arc::new(Self {
-            keys: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending {
+                keys: Vec::new(),
+                watchers: Vec::new(),
+            }),
             closed: AtomicBool::new(false),
             result: OnceCell::new(),
             done: Notify::new(),
@@ -127,8 +142,13 @@ impl Batcher {
             // duplicates are dropped at dispatch: checking here scanned the
             // whole list per key (batches from concurrent requests hold
             // hundreds)
-            if let Ok(mut keys) = slot.keys.lock() {
-                keys.push(key.clone());
+            if let Ok(mut p) = slot.pending.lock() {
+                p.keys.push(key.clone());
+                sched::with_deliveries(|d| {
+                    if !p.watchers.last().is_some_and(|w| Arc::ptr_eq(w, d)) {
+                        p.watchers.push(d.clone());
+                    }
+                });
             }
             (slot, created)
         };
@@ -138,10 +158,18 @@ impl Batcher {
             // the others only wait for the result (each of them yielding
             // too made every resolver of a page re-poll its field up to 16
             // times). Dispatched on drop as well, so a cancelled creator
-            // never strands the batch's other waiters.
+            // never strands the batch's other waiters. A round in which a
+            // batch delivered into this request is not quiet: the siblings
+            // it woke may not have been polled yet.
             let _dispatch = OnDrop(Some(|| self.dispatch(&open, &slot)));
-            crate::sched::until_quiet(16, || slot.keys.lock().map(|k| k.len() as u64).unwrap_or(0))
-                .await;
+            let mine = sched::with_deliveries(Arc::clone);
+            sched::until_settled(16, mine.as_deref(), || {
+                slot.pending
+                    .lock()
+                    .map(|p| p.keys.len() as u64)
+                    .unwrap_or(0)
+            })
+            .await;
         }
         match slot.wait().await {
             Ok(map) => Ok(map.get(&key).cloned()),
@@ -167,11 +195,14 @@ impl Batcher {
         {
             *current = None;
         }
-        let mut keys = slot
-            .keys
+        let (mut keys, mut watchers) = slot
+            .pending
             .lock()
-            .map(|mut k| std::mem::take(&mut *k))
+            .map(|mut p| (std::mem::take(&mut p.keys), std::mem::take(&mut p.watchers)))
             .unwrap_or_default();
+        // a request whose keys are not consecutive is told once
+        watchers.sort_unstable_by_key(|w| Arc::as_ptr(w) as usize);
+        watchers.dedup_by(|a, b| Arc::ptr_eq(a, b));
         // loaders get each key once
         let mut seen: HashSet<K, foldhash::fast::RandomState> =
             HashSet::with_capacity_and_hasher(keys.len(), Default::default());
@@ -182,8 +213,14 @@ impl Batcher {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let result = loader.load(&keys).await.map(Arc::new);
+                for w in &watchers {
+                    w.bump();
+                }
                 let _ = s.result.set(result);
                 s.done.notify_waiters();
+                for w in &watchers {
+                    w.bump();
+                }
             });
         }
     }

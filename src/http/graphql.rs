@@ -609,7 +609,7 @@ async fn run_inner(
         async_graphql::Response::from_errors(vec![introspection_refused()])
     } else {
         request.set_parsed_query(ExecutableDocument::clone(&doc));
-        app.http_schema.execute(request).await
+        crate::sched::tracking_deliveries(app.http_schema.execute(request)).await
     };
     super::order::reorder(&doc, operation_name.as_deref(), &mut response.data);
     let mut ex = finish(response, media);

@@ -157,7 +157,11 @@ pub async fn get(State(app): State<App>, req: Request) -> Response {
         .on_upgrade(move |socket| {
             REQUEST_ID.scope(
                 request_id,
-                serve(socket, app, protocol, header_auth, permit).instrument(span),
+                // one count for the connection's operations: a delivery into
+                // any of them holds the others' batches a round longer
+                crate::sched::tracking_deliveries(
+                    serve(socket, app, protocol, header_auth, permit).instrument(span),
+                ),
             )
         })
 }

@@ -101,27 +101,30 @@ async fn nested_feed_costs_a_constant_number_of_statements() {
         "statement count must not grow with page size: {counts:?}"
     );
 
-    // nested connections batch too: titles → reviews → comments → author
-    let q = "{ titles(first: 20, orderBy: MOST_REVIEWED) { edges { node { name
-              reviews(first: 3) { totalCount edges { node { author { username }
-                comments(first: 2) { edges { node { body author { username } } } } } } } } } } }";
-    let before = t.statements();
-    let res = t.gql(q, json!({})).await;
-    res.ok();
-    let n = t.statements() - before;
-    // five batches (titles, their review pages, review authors, comment
-    // pages, comment authors). A batch closes after a scheduler round that
-    // brought no new key, and with other tasks on the runtime (the cache
-    // lease's renewals) one occasionally closes before a sibling of the
-    // same pass registered (a batch wakes its waiters one by one from its
-    // own task, and the request can be polled on the other worker
-    // meanwhile), and the batches below it follow the split: seen as 7 or 8
-    // in ~1 run of 10. The fixes tried and their cost are in
-    // benches/README.md. Per item, N+1 would be 60 statements or more.
-    assert!(
-        n <= 10,
-        "nested titles/reviews/comments took {n} statements"
-    );
+    // nested connections batch too: titles → reviews → comments → author.
+    // Five batches (titles, their review pages, review authors, comment
+    // pages, comment authors), every time: a batch closes only after a
+    // scheduler round with no new key and no delivery into the request
+    // (`sched::Deliveries`), so it never closes before a sibling of the
+    // same pass registered. Run alongside the rest of the suite, splits
+    // showed up as 7 or 8 statements in ~1 run of 50 without that. Per
+    // item, N+1 would be 60 statements or more. Each pass is a new query
+    // (an alias of its own), so none is a cache hit.
+    for pass in 0..20 {
+        let q = format!(
+            "{{ pass{pass}: __typename titles(first: 20, orderBy: MOST_REVIEWED) {{ edges {{ node {{ name
+               reviews(first: 3) {{ totalCount edges {{ node {{ author {{ username }}
+                 comments(first: 2) {{ edges {{ node {{ body author {{ username }} }} }} }} }} }} }} }} }} }} }}"
+        );
+        let before = t.statements();
+        let res = t.gql(&q, json!({})).await;
+        res.ok();
+        let n = t.statements() - before;
+        assert_eq!(
+            n, 5,
+            "pass {pass}: nested titles/reviews/comments took {n} statements"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
