@@ -75,6 +75,12 @@ impl Auth {
 
     /// The user id in a valid token; malformed, forged or expired → `UNAUTHENTICATED`.
     pub fn verify(&self, token: &str) -> AppResult<i64> {
+        self.verify_until(token).map(|(user_id, _)| user_id)
+    }
+
+    /// [`Auth::verify`], plus the unix second after which the token is no
+    /// longer accepted (its `exp` plus the clock-skew leeway).
+    pub fn verify_until(&self, token: &str) -> AppResult<(i64, u64)> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 let why = match e.kind() {
@@ -88,21 +94,32 @@ impl Auth {
                 };
                 AppError::Unauthenticated(why.into())
             })?;
-        data.claims
+        let user_id = data
+            .claims
             .sub
             .parse()
-            .map_err(|_| AppError::Unauthenticated("the token is malformed".into()))
+            .map_err(|_| AppError::Unauthenticated("the token is malformed".into()))?;
+        Ok((
+            user_id,
+            data.claims.exp.saturating_add(self.validation.leeway),
+        ))
     }
 
     /// Parses an `Authorization` header value into a user id.
     pub fn from_header(&self, value: &str) -> AppResult<i64> {
+        self.from_header_until(value).map(|(user_id, _)| user_id)
+    }
+
+    /// [`Auth::from_header`], plus when the token stops being accepted (see
+    /// [`Auth::verify_until`]).
+    pub fn from_header_until(&self, value: &str) -> AppResult<(i64, u64)> {
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| {
                 AppError::Unauthenticated("Authorization must be `Bearer <token>`".into())
             })?;
-        self.verify(token.trim())
+        self.verify_until(token.trim())
     }
 }
 
@@ -162,6 +179,12 @@ mod tests {
             Err("UNAUTHENTICATED")
         );
         assert!(auth.from_header("Basic xyz").is_err());
+        // accepted until exp plus the 5 s leeway: a WebSocket closes then
+        let lasting = auth.issue_expiring(42, now, now + 30).expect("issue");
+        assert_eq!(
+            auth.from_header_until(&format!("Bearer {lasting}")),
+            Ok((42, now + 35))
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,9 @@
 //!
 //! - Auth: `Authorization: Bearer …` in the `connection_init` payload (or, for
 //!   non-browser clients, on the upgrade request), with the HTTP rules: absent
-//!   is anonymous, anything invalid closes the socket with 4403.
+//!   is anonymous, anything invalid closes the socket with 4403. A signed-in
+//!   connection is closed with 4403 too once its token expires (when HTTP
+//!   would start refusing it): the client signs in again and reconnects.
 //! - At most `WS_MAX_CONNECTIONS` sockets per instance; more get a 503 before
 //!   upgrading.
 //! - Every `WS_PING_INTERVAL_SECS` the server pings (graphql-transport-ws
@@ -17,9 +19,10 @@
 //!   waits for them.
 
 use std::{
+    pin::Pin,
     str::FromStr,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use async_graphql::{
@@ -188,8 +191,13 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// The viewer named by a `connection_init` payload (or the upgrade's
-/// `Authorization` header when the payload names none).
-fn viewer_from_init(auth: &Auth, payload: &Value, header: Option<&str>) -> AppResult<Viewer> {
+/// `Authorization` header when the payload names none), and for a signed-in
+/// viewer the unix second its token stops being accepted.
+fn viewer_from_init(
+    auth: &Auth,
+    payload: &Value,
+    header: Option<&str>,
+) -> AppResult<(Viewer, Option<u64>)> {
     let in_payload = payload.as_object().and_then(|fields| {
         fields
             .iter()
@@ -206,9 +214,19 @@ fn viewer_from_init(auth: &Auth, payload: &Value, header: Option<&str>) -> AppRe
         }
     };
     match value {
-        None => Ok(Viewer::default()),
-        Some(v) => auth.from_header(v).map(|id| Viewer { user_id: Some(id) }),
+        None => Ok((Viewer::default(), None)),
+        Some(v) => auth
+            .from_header_until(v)
+            .map(|(id, until)| (Viewer { user_id: Some(id) }, Some(until))),
     }
+}
+
+/// Sleeps until the unix second `at` (at once when it has passed).
+fn sleep_until_unix(at: u64) -> tokio::time::Sleep {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    tokio::time::sleep(Duration::from_secs(at).saturating_sub(now))
 }
 
 fn close(code: u16, reason: &str) -> Message {
@@ -236,12 +254,18 @@ async fn serve(
     let (mut sink, mut source) = socket.split();
     // why connection_init was refused, for the close frame
     let refused: Arc<Mutex<Option<String>>> = Arc::default();
+    // when the accepted token stops being accepted, handed to the loop below
+    let expires: Arc<Mutex<Option<u64>>> = Arc::default();
     let on_init = {
         let services = services.clone();
         let refused = refused.clone();
+        let expires = expires.clone();
         move |payload: Value| async move {
             match viewer_from_init(&services.auth, &payload, header_auth.as_deref()) {
-                Ok(viewer) => {
+                Ok((viewer, until)) => {
+                    if let Ok(mut slot) = expires.lock() {
+                        *slot = until;
+                    }
                     let mut data = Data::default();
                     data.insert(RequestState::untracked(viewer));
                     Ok(data)
@@ -279,10 +303,23 @@ async fn serve(
         let mut pings =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut expiry: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
+            // set once connection_init was accepted (the ack is the message after)
+            if expiry.is_none()
+                && let Some(at) = expires.lock().ok().and_then(|mut slot| slot.take())
+            {
+                expiry = Some(Box::pin(sleep_until_unix(at)));
+            }
             let out = tokio::select! {
                 biased;
                 () = closing.cancelled() => close(1001, "server shutting down"),
+                () = async {
+                    match expiry.as_mut() {
+                        Some(sleep) => sleep.await,
+                        None => std::future::pending().await,
+                    }
+                } => close(4403, "UNAUTHENTICATED: the token has expired; sign in again"),
                 msg = gql.next() => match msg {
                     Some(WsMessage::Text(text)) => Message::Text(text.into()),
                     Some(WsMessage::Close(code, reason)) => {
@@ -340,8 +377,17 @@ mod tests {
         let token = auth.issue(7).expect("token");
         let bearer = format!("Bearer {token}");
         let viewer = |payload: Value, header: Option<&str>| {
-            viewer_from_init(&auth, &payload, header).map(|v| v.user_id)
+            viewer_from_init(&auth, &payload, header).map(|(v, _)| v.user_id)
         };
+        // anonymous connections never expire; signed-in ones when the token does
+        assert_eq!(
+            viewer_from_init(&auth, &json!({}), None).map(|(_, until)| until),
+            Ok(None)
+        );
+        assert!(matches!(
+            viewer_from_init(&auth, &json!({ "Authorization": bearer }), None),
+            Ok((_, Some(_)))
+        ));
         assert_eq!(
             viewer(json!({ "Authorization": bearer }), None),
             Ok(Some(7))

@@ -290,6 +290,55 @@ async fn a_review_inserted_in_sql_reaches_matching_subscribers_on_every_instance
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_connection_is_closed_when_its_token_expires() {
+    let t = TestApp::new().await;
+    let a = Live::start(t.app.clone()).await;
+    let mut c = t.conn().await;
+    let ben = fx::user(&mut c, "ben").await;
+    let now = chrono::Utc::now().timestamp() as u64;
+    // exp in 1 s; HTTP accepts a token for 5 s of clock skew beyond it
+    let short = a
+        .app
+        .services
+        .auth
+        .issue_expiring(ben, now, now + 1)
+        .expect("token");
+    let mut expiring = a
+        .subscriber(json!({ "Authorization": format!("Bearer {short}") }))
+        .await;
+    a.subscribe(&mut expiring, "1", None).await;
+    let mut lasting = a
+        .subscriber(json!({ "Authorization": format!("Bearer {}", t.token(ben)) }))
+        .await;
+    a.subscribe(&mut lasting, "1", None).await;
+    assert_eq!(a.app.services.feed.subscribers(), 2);
+    // still accepted for a while: nothing closes it yet
+    assert!(matches!(
+        next(&mut expiring, Duration::from_millis(500)).await,
+        Got::Nothing
+    ));
+    // then closed as a new connection with that token would be refused
+    match next(&mut expiring, Duration::from_secs(8)).await {
+        Got::Closed(Some(4403)) => {}
+        other => panic!("expected close 4403 once the token expired, got {other:?}"),
+    }
+    // its subscription ended on the server; the other connection's did not
+    let started = Instant::now();
+    while a.app.services.feed.subscribers() > 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the expired connection's subscription is still registered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.app.services.feed.subscribers(), 1);
+    assert!(matches!(
+        next(&mut lasting, Duration::from_millis(300)).await,
+        Got::Nothing
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_init_authenticates_like_http() {
     let t = TestApp::new().await;
     let a = Live::start(t.app.clone()).await;
