@@ -81,6 +81,11 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "open WebSocket (subscription) connections per instance; more are refused with 503; 0 turns subscriptions off",
     ),
     (
+        "WS_MAX_SUBSCRIPTIONS",
+        "100",
+        "operations one WebSocket connection may have running at once (1 to 10000); one more is answered with a TOO_MANY_SUBSCRIPTIONS error",
+    ),
+    (
         "WS_PING_INTERVAL_SECS",
         "15",
         "idle WebSocket connections are pinged this often; one that stays silent for two intervals is closed",
@@ -142,6 +147,8 @@ pub struct Config {
     pub db_statement_timeout: Duration,
     /// Cap on open WebSocket connections; 0 refuses them all.
     pub ws_max_connections: usize,
+    /// Cap on the operations running at once on one WebSocket connection.
+    pub ws_max_subscriptions: usize,
     /// Keepalive ping interval of WebSocket connections.
     pub ws_ping_interval: Duration,
     /// CORS origins; empty means any.
@@ -241,6 +248,10 @@ impl Config {
         if ws_max > 1_000_000 {
             bail!("WS_MAX_CONNECTIONS={ws_max} must be at most 1000000");
         }
+        let ws_subs = num("WS_MAX_SUBSCRIPTIONS")?;
+        if !(1..=10_000).contains(&ws_subs) {
+            bail!("WS_MAX_SUBSCRIPTIONS={ws_subs} must be between 1 and 10000");
+        }
         Ok(Self {
             database_url,
             redis_url,
@@ -258,6 +269,7 @@ impl Config {
             db_timeout: Duration::from_millis(num("DATABASE_TIMEOUT_MS")?.max(1)),
             db_statement_timeout: Duration::from_millis(num("DATABASE_STATEMENT_TIMEOUT_MS")?),
             ws_max_connections: ws_max as usize,
+            ws_max_subscriptions: ws_subs as usize,
             ws_ping_interval: Duration::from_secs(num("WS_PING_INTERVAL_SECS")?.max(1)),
             cors_allowed_origins,
             introspection: boolean("GRAPHQL_INTROSPECTION")?,
@@ -310,6 +322,7 @@ mod tests {
         assert_eq!(c.cache_lease, Duration::from_millis(300));
         let off = with(&[("CACHE_LEASE_MS", "0")]).expect("lease off");
         assert!(off.cache_lease.is_zero());
+        assert_eq!(c.ws_max_subscriptions, 100);
     }
 
     #[test]
@@ -322,6 +335,7 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("GRAPHQL_INTROSPECTION", "maybe"),
             ("CACHE_LEASE_MS", "50"),
+            ("WS_MAX_SUBSCRIPTIONS", "0"),
         ] {
             let err = with(&[(name, value)]).expect_err(name).to_string();
             assert!(err.contains(name), "{err}");

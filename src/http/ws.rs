@@ -10,6 +10,10 @@
 //!   would start refusing it): the client signs in again and reconnects.
 //! - At most `WS_MAX_CONNECTIONS` sockets per instance; more get a 503 before
 //!   upgrading.
+//! - At most `WS_MAX_SUBSCRIPTIONS` operations run at once on one connection;
+//!   a `subscribe` beyond that is answered with an `error` message for its id
+//!   (code `TOO_MANY_SUBSCRIPTIONS`) and never starts. The connection stays
+//!   open, and the others keep running.
 //! - Every `WS_PING_INTERVAL_SECS` the server pings (graphql-transport-ws
 //!   `ping`, answered by the client's `pong`; `ka` for the legacy protocol). A
 //!   graphql-transport-ws client silent for two intervals is closed (3008).
@@ -19,6 +23,8 @@
 //!   waits for them.
 
 use std::{
+    borrow::Cow,
+    collections::HashSet,
     pin::Pin,
     str::FromStr,
     sync::{Arc, Mutex},
@@ -39,8 +45,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures::{SinkExt, StreamExt, future::ready};
+use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -229,6 +236,91 @@ fn sleep_until_unix(at: u64) -> tokio::time::Sleep {
     tokio::time::sleep(Duration::from_secs(at).saturating_sub(now))
 }
 
+/// The parts of a protocol message the operation cap reads.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+}
+
+/// The operations running on one connection, against its cap.
+struct Running {
+    ids: Mutex<HashSet<String>>,
+    max: usize,
+    /// ids refused for the cap, to be answered with an error
+    refused: mpsc::Sender<String>,
+}
+
+impl Running {
+    /// Whether a client message goes on to the protocol handler: a
+    /// `subscribe` (`start` in the legacy protocol) beyond the cap does not,
+    /// and its id is queued for an error instead. Anything else passes (the
+    /// handler answers malformed messages itself).
+    fn admit(&self, msg: &[u8]) -> bool {
+        let Ok(Head {
+            kind: Some(kind),
+            id: Some(id),
+        }) = serde_json::from_slice::<Head>(msg)
+        else {
+            return true;
+        };
+        let Ok(mut ids) = self.ids.lock() else {
+            return true;
+        };
+        match kind.as_ref() {
+            "subscribe" | "start" => {
+                // a duplicate id passes: the handler closes the socket for it (4409)
+                if ids.len() < self.max || ids.contains(id.as_ref()) {
+                    ids.insert(id.into_owned());
+                    true
+                } else {
+                    // a client refused faster than it reads its errors loses
+                    // some of them; its operations do not start either way
+                    let _ = self.refused.try_send(id.into_owned());
+                    false
+                }
+            }
+            "complete" | "stop" => {
+                ids.remove(id.as_ref());
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Forgets an operation the server finished (its `complete` message).
+    fn finished(&self, msg: &str) {
+        if !msg.starts_with(r#"{"type":"complete""#) {
+            return;
+        }
+        if let Ok(Head { id: Some(id), .. }) = serde_json::from_str::<Head>(msg)
+            && let Ok(mut ids) = self.ids.lock()
+        {
+            ids.remove(id.as_ref());
+        }
+    }
+}
+
+/// The error message refusing operation `id` for the cap.
+fn too_many(protocol: WebSocketProtocols, id: String, max: usize) -> Message {
+    let error = serde_json::json!({
+        "message": format!("at most {max} operations may run at once on one connection; complete one first"),
+        "extensions": { "code": "TOO_MANY_SUBSCRIPTIONS" },
+    });
+    let payload = match protocol {
+        WebSocketProtocols::GraphQLWS => Value::Array(vec![error]),
+        // the legacy protocol's error payload is one error
+        WebSocketProtocols::SubscriptionsTransportWS => error,
+    };
+    Message::Text(
+        serde_json::json!({ "id": id, "type": "error", "payload": payload })
+            .to_string()
+            .into(),
+    )
+}
+
 fn close(code: u16, reason: &str) -> Message {
     let mut end = reason.len().min(MAX_REASON_BYTES);
     while !reason.is_char_boundary(end) {
@@ -252,6 +344,12 @@ async fn serve(
     let ping_every = services.config.ws_ping_interval;
     let closing = services.sockets.closing.clone();
     let (mut sink, mut source) = socket.split();
+    let (refused_ops, mut refused_ids) = mpsc::channel(16);
+    let running = Arc::new(Running {
+        ids: Mutex::default(),
+        max: services.config.ws_max_subscriptions,
+        refused: refused_ops,
+    });
     // why connection_init was refused, for the close frame
     let refused: Arc<Mutex<Option<String>>> = Arc::default();
     // when the accepted token stops being accepted, handed to the loop below
@@ -291,6 +389,10 @@ async fn serve(
                     Ok(Message::Binary(bytes)) => Some(bytes),
                     _ => None,
                 })
+            })
+            .filter({
+                let running = running.clone();
+                move |msg| ready(running.admit(msg))
             });
         let keepalive = (protocol == WebSocketProtocols::GraphQLWS).then(|| ping_every * 2);
         let mut gql = GqlWebSocket::new(app.schema.clone(), input, protocol)
@@ -320,8 +422,12 @@ async fn serve(
                         None => std::future::pending().await,
                     }
                 } => close(4403, "UNAUTHENTICATED: the token has expired; sign in again"),
+                Some(id) = refused_ids.recv() => too_many(protocol, id, running.max),
                 msg = gql.next() => match msg {
-                    Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                    Some(WsMessage::Text(text)) => {
+                        running.finished(&text);
+                        Message::Text(text.into())
+                    }
                     Some(WsMessage::Close(code, reason)) => {
                         let why = refused.lock().ok().and_then(|mut s| s.take());
                         match why {
@@ -370,6 +476,58 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_operation_cap_counts_starts_and_completions() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let running = Running {
+            ids: Mutex::default(),
+            max: 1,
+            refused: tx,
+        };
+        let sub = |id: &str| format!(r#"{{"id":"{id}","type":"subscribe","payload":{{}}}}"#);
+        assert!(running.admit(sub("a").as_bytes()));
+        // the same id again goes to the handler (which refuses duplicates)
+        assert!(running.admit(sub("a").as_bytes()));
+        assert!(!running.admit(sub("b").as_bytes()));
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("b"));
+        // the legacy protocol's start is counted too
+        assert!(!running.admit(br#"{"id":"c","type":"start","payload":{}}"#));
+        // the server finishing "a" makes room
+        running.finished(r#"{"type":"next","id":"a","payload":{}}"#);
+        assert!(!running.admit(sub("d").as_bytes()));
+        running.finished(r#"{"type":"complete","id":"a"}"#);
+        assert!(running.admit(sub("d").as_bytes()));
+        // so does the client completing one; other messages always pass
+        assert!(running.admit(br#"{"id":"d","type":"complete"}"#));
+        assert!(running.admit(br#"{"type":"ping"}"#));
+        assert!(running.admit(b"not json"));
+        assert!(running.admit(sub("e").as_bytes()));
+    }
+
+    #[test]
+    fn refusals_follow_each_protocols_error_shape() {
+        let text = |m: Message| match m {
+            Message::Text(t) => serde_json::from_str::<Value>(t.as_str()).expect("json"),
+            other => panic!("{other:?}"),
+        };
+        let ws = text(too_many(WebSocketProtocols::GraphQLWS, "7".into(), 3));
+        assert_eq!(ws["type"], "error");
+        assert_eq!(ws["id"], "7");
+        assert_eq!(
+            ws["payload"][0]["extensions"]["code"],
+            "TOO_MANY_SUBSCRIPTIONS"
+        );
+        let legacy = text(too_many(
+            WebSocketProtocols::SubscriptionsTransportWS,
+            "7".into(),
+            3,
+        ));
+        assert_eq!(
+            legacy["payload"]["extensions"]["code"],
+            "TOO_MANY_SUBSCRIPTIONS"
+        );
+    }
 
     #[test]
     fn init_payload_auth_follows_the_http_rules() {

@@ -597,6 +597,65 @@ async fn websocket_connections_are_capped_per_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_per_connection_are_capped() {
+    let t = TestApp::with_config(Config {
+        ws_max_subscriptions: 2,
+        ..test_config()
+    })
+    .await;
+    let a = Live::start(t.app.clone()).await;
+    let mut ws = a.subscriber(json!({})).await;
+    a.subscribe(&mut ws, "1", None).await;
+    a.subscribe(&mut ws, "2", None).await;
+    // a third is refused with an error for its id, and never starts
+    send(
+        &mut ws,
+        json!({ "id": "3", "type": "subscribe", "payload": { "query": REVIEW_ADDED } }),
+    )
+    .await;
+    match next(&mut ws, WITHIN).await {
+        Got::Json(m) if m["type"] == "error" && m["id"] == "3" => {
+            assert_eq!(
+                m["payload"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+                "{m}"
+            );
+        }
+        other => panic!("expected an error for operation 3, got {other:?}"),
+    }
+    assert_eq!(a.app.services.feed.subscribers(), 2);
+    // completing one makes room, on the same connection
+    send(&mut ws, json!({ "id": "1", "type": "complete" })).await;
+    let started = Instant::now();
+    while a.app.services.feed.subscribers() > 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.subscribe(&mut ws, "3", None).await;
+    assert_eq!(a.app.services.feed.subscribers(), 2);
+    // and the running ones still deliver
+    let mut c = t.conn().await;
+    let ana = fx::user(&mut c, "ana").await;
+    let dune = fx::title(&mut c, "Dune").await;
+    fx::review(&mut c, ana, dune, 9).await;
+    let mut got = vec![];
+    while got.len() < 2 {
+        match next(&mut ws, Duration::from_secs(5)).await {
+            Got::Json(m) if m["type"] == "next" => {
+                got.push(m["id"].as_str().unwrap_or("").to_owned());
+            }
+            // the server's answer to completing operation 1
+            Got::Json(m) if m["type"] == "complete" && m["id"] == "1" => {}
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+    got.sort();
+    assert_eq!(got, ["2", "3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_pinged_and_silent_ones_closed() {
     let t = TestApp::with_config(Config {
         ws_ping_interval: Duration::from_secs(1),
