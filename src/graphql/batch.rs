@@ -37,6 +37,13 @@ use crate::{
 
 type BatchResult<K, V> = Result<Arc<HashMap<K, V>>, AppError>;
 
+/// Most keys one statement is sent: a batch shared by many concurrent
+/// requests can collect thousands, and one statement over all of them
+/// would have its size, and its time against the statement timeout, set by
+/// the crowd. Larger batches are loaded in chunks of this size, one after
+/// the other on one task.
+pub const MAX_BATCH_KEYS: usize = 1000;
+
 /// What a batch collects until it is dispatched.
 struct Pending<K> {
     keys: Vec<K>,
@@ -212,7 +219,7 @@ impl Batcher {
         // a request dropped while the runtime shuts down has nobody to answer
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let result = loader.load(&keys).await.map(Arc::new);
+                let result = load_chunked(&loader, &keys).await.map(Arc::new);
                 for w in &watchers {
                     w.bump();
                 }
@@ -224,6 +231,25 @@ impl Batcher {
             });
         }
     }
+}
+
+/// `loader.load(keys)`, at most [`MAX_BATCH_KEYS`] keys per call.
+async fn load_chunked<K>(
+    loader: &DbLoader,
+    keys: &[K],
+) -> Result<HashMap<K, <DbLoader as Loader<K>>::Value>, AppError>
+where
+    K: Send + Sync + Hash + Eq + Clone + 'static,
+    DbLoader: Loader<K, Error = AppError>,
+{
+    if keys.len() <= MAX_BATCH_KEYS {
+        return loader.load(keys).await;
+    }
+    let mut all = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(MAX_BATCH_KEYS) {
+        all.extend(loader.load(chunk).await?);
+    }
+    Ok(all)
 }
 
 /// Runs its closure when dropped.

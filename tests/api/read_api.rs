@@ -565,3 +565,29 @@ async fn trending_ranks_the_last_day_of_activity() {
         json!([{ "name": "Hot" }, { "name": "Warm" }])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_cap_is_loaded_in_chunks() {
+    use nexora::graphql::{batch::MAX_BATCH_KEYS, loader::TitleKey};
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let (first, second) = (
+        fx::title(&mut c, "First").await,
+        fx::title(&mut c, "Second").await,
+    );
+    // ids past the real ones answer None; the list spans three chunks
+    let ids: Vec<i64> = (1..=(2 * MAX_BATCH_KEYS + 500) as i64).collect();
+    let loader = &t.app.services.loader;
+    let before = t.statements();
+    let rows = futures::future::join_all(ids.iter().map(|&id| loader.load_one(TitleKey(id)))).await;
+    assert_eq!(t.statements() - before, 3, "one statement per chunk");
+    let names: Vec<(i64, String)> = ids
+        .iter()
+        .zip(rows)
+        .filter_map(|(id, r)| r.expect("loaded").map(|row| (*id, row.name.clone())))
+        .collect();
+    assert_eq!(
+        names,
+        [(first, "First".to_owned()), (second, "Second".to_owned())]
+    );
+}
