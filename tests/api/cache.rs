@@ -12,7 +12,7 @@ use nexora::{
     cache::{Snapshot, tags},
     config::Config,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{self, OwnRedis, PgProxy, Res, TestApp, TestDb, fx, gid, test_config};
 
@@ -26,6 +26,20 @@ fn x_cache(res: &Res) -> &str {
 /// The body of the first review in a `TITLE_Q` response.
 fn first_body(res: &Res) -> &serde_json::Value {
     &res.ok()["title"]["reviews"]["edges"][0]["node"]["body"]
+}
+
+/// A new title with one review by a new user: the review, the title, and
+/// the `TITLE_Q` variables that read it.
+async fn reviewed_title(
+    c: &mut diesel_async::AsyncPgConnection,
+    user: &str,
+    title: &str,
+    rating: i16,
+) -> (i64, i64, Value) {
+    let u = fx::user(c, user).await;
+    let ti = fx::title(c, title).await;
+    let r = fx::review(c, u, ti, rating).await;
+    (r, ti, json!({ "id": gid("Title", ti) }))
 }
 
 /// A write through `t` as every mutation makes it: the review's new body is
@@ -220,10 +234,7 @@ async fn leased_near_hits_ask_redis_nothing_and_every_write_reaches_them() {
     a.until_leased().await;
     b.until_leased().await;
     let mut c = a.conn().await;
-    let u = fx::user(&mut c, "leaser").await;
-    let ti = fx::title(&mut c, "Leased").await;
-    let r = fx::review(&mut c, u, ti, 7).await;
-    let vars = json!({ "id": gid("Title", ti) });
+    let (r, ti, vars) = reviewed_title(&mut c, "leaser", "Leased", 7).await;
     let leased = |t: &TestApp| {
         t.app
             .services
@@ -273,10 +284,7 @@ async fn leased_hits_racing_writes_never_show_an_acknowledged_write_missing() {
     a.until_leased().await;
     b.until_leased().await;
     let mut c = a.conn().await;
-    let u = fx::user(&mut c, "racer").await;
-    let ti = fx::title(&mut c, "Raced").await;
-    let r = fx::review(&mut c, u, ti, 3).await;
-    let vars = json!({ "id": gid("Title", ti) });
+    let (r, ti, vars) = reviewed_title(&mut c, "racer", "Raced", 3).await;
     // readers keep B's near copy hot (and refill it after every write)
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..4)
@@ -325,10 +333,7 @@ async fn without_a_lease_near_hits_read_the_generation_and_writes_still_reach_th
     .await;
     let b = a.second_instance().await;
     let mut c = a.conn().await;
-    let u = fx::user(&mut c, "unleased").await;
-    let ti = fx::title(&mut c, "Unleased").await;
-    let r = fx::review(&mut c, u, ti, 4).await;
-    let vars = json!({ "id": gid("Title", ti) });
+    let (r, ti, vars) = reviewed_title(&mut c, "unleased", "Unleased", 4).await;
     assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "MISS");
     for i in 0..5 {
         for _ in 0..3 {
@@ -442,9 +447,7 @@ async fn a_member_that_stops_acknowledging_is_removed_and_its_lease_waited_out()
 async fn a_slow_read_that_raced_a_write_is_never_served() {
     let t = TestApp::new().await;
     let mut c = t.conn().await;
-    let u = fx::user(&mut c, "racer").await;
-    let ti = fx::title(&mut c, "Raced").await;
-    let r = fx::review(&mut c, u, ti, 5).await;
+    let (r, ti, _) = reviewed_title(&mut c, "racer", "Raced", 5).await;
     let q = "{ feed { edges { node { id body title { name } } } } }";
     // hold titles locked: the read gets its reviews, then blocks loading titles
     let mut locker = t.conn().await;
@@ -651,10 +654,7 @@ async fn a_write_acknowledged_while_redis_was_paused_is_never_served_stale() {
     let a = app_on_redis(&redis).await;
     let b = a.second_instance().await;
     let mut c = a.conn().await;
-    let u = fx::user(&mut c, "pauser").await;
-    let ti = fx::title(&mut c, "Paused write").await;
-    let r = fx::review(&mut c, u, ti, 5).await;
-    let vars = json!({ "id": gid("Title", ti) });
+    let (r, ti, vars) = reviewed_title(&mut c, "pauser", "Paused write", 5).await;
     a.gql(TITLE_Q, vars.clone()).await;
     assert_eq!(x_cache(&b.gql(TITLE_Q, vars.clone()).await), "HIT");
     // B serves its near copy without asking Redis
@@ -865,10 +865,7 @@ async fn the_in_memory_cache_has_the_same_semantics() {
     .await;
     assert!(t.app.services.cache.is_memory());
     let mut c = t.conn().await;
-    let u = fx::user(&mut c, "memo").await;
-    let ti = fx::title(&mut c, "Memory").await;
-    let r = fx::review(&mut c, u, ti, 4).await;
-    let vars = json!({ "id": gid("Title", ti) });
+    let (r, ti, vars) = reviewed_title(&mut c, "memo", "Memory", 4).await;
     assert_eq!(x_cache(&t.gql(TITLE_Q, vars.clone()).await), "MISS");
     assert_eq!(x_cache(&t.gql(TITLE_Q, vars.clone()).await), "HIT");
     edit_body(&t, &mut c, r, ti, "mem edit").await;

@@ -110,14 +110,11 @@ impl Live {
                     "payload": { "query": REVIEW_ADDED, "variables": { "title": title } } }),
         )
         .await;
-        let started = Instant::now();
-        while self.app.services.feed.subscribers() <= before {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "subscription {id} never started"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        within_5s(
+            || self.app.services.feed.subscribers() > before,
+            &format!("subscription {id} never started"),
+        )
+        .await;
     }
 
     /// Stops serving: sockets are told to close, then the listener stops.
@@ -142,6 +139,15 @@ impl Drop for Live {
         if let Some(server) = self.server.take() {
             server.abort();
         }
+    }
+}
+
+/// Polls `done` every 10 ms; panics with `what` if it is still false after 5 s.
+async fn within_5s(done: impl Fn() -> bool, what: &str) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -323,14 +329,11 @@ async fn a_signed_in_connection_is_closed_when_its_token_expires() {
         other => panic!("expected close 4403 once the token expired, got {other:?}"),
     }
     // its subscription ended on the server; the other connection's did not
-    let started = Instant::now();
-    while a.app.services.feed.subscribers() > 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the expired connection's subscription is still registered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within_5s(
+        || a.app.services.feed.subscribers() <= 1,
+        "the expired connection's subscription is still registered",
+    )
+    .await;
     assert_eq!(a.app.services.feed.subscribers(), 1);
     assert!(matches!(
         next(&mut lasting, Duration::from_millis(300)).await,
@@ -588,11 +591,7 @@ async fn websocket_connections_are_capped_per_instance() {
     }
     // room again once the first one leaves
     drop(first);
-    let started = Instant::now();
-    while a.app.services.sockets.open() > 0 {
-        assert!(started.elapsed() < Duration::from_secs(5), "never released");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within_5s(|| a.app.services.sockets.open() == 0, "never released").await;
     a.subscriber(json!({})).await;
 }
 
@@ -625,14 +624,7 @@ async fn operations_per_connection_are_capped() {
     assert_eq!(a.app.services.feed.subscribers(), 2);
     // completing one makes room, on the same connection
     send(&mut ws, json!({ "id": "1", "type": "complete" })).await;
-    let started = Instant::now();
-    while a.app.services.feed.subscribers() > 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "never completed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within_5s(|| a.app.services.feed.subscribers() <= 1, "never completed").await;
     a.subscribe(&mut ws, "3", None).await;
     assert_eq!(a.app.services.feed.subscribers(), 2);
     // and the running ones still deliver
@@ -732,9 +724,11 @@ async fn graphql_playground_legacy_protocol_works_too() {
         json!({ "id": "1", "type": "start", "payload": { "query": REVIEW_ADDED } }),
     )
     .await;
-    while a.app.services.feed.subscribers() == before {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within_5s(
+        || a.app.services.feed.subscribers() != before,
+        "the legacy subscription never started",
+    )
+    .await;
     let review = fx::review(&mut c, ana, dune, 6).await;
     loop {
         match next(&mut ws, WITHIN).await {
