@@ -250,7 +250,7 @@ struct Running {
     ids: Mutex<HashSet<String>>,
     max: usize,
     /// ids refused for the cap, to be answered with an error
-    refused: mpsc::Sender<String>,
+    over_cap: mpsc::Sender<String>,
 }
 
 impl Running {
@@ -278,7 +278,7 @@ impl Running {
                 } else {
                     // a client refused faster than it reads its errors loses
                     // some of them; its operations do not start either way
-                    let _ = self.refused.try_send(id.into_owned());
+                    let _ = self.over_cap.try_send(id.into_owned());
                     false
                 }
             }
@@ -344,11 +344,11 @@ async fn serve(
     let ping_every = services.config.ws_ping_interval;
     let closing = services.sockets.closing.clone();
     let (mut sink, mut source) = socket.split();
-    let (refused_ops, mut refused_ids) = mpsc::channel(16);
+    let (over_cap, mut over_cap_ids) = mpsc::channel(16);
     let running = Arc::new(Running {
         ids: Mutex::default(),
         max: services.config.ws_max_subscriptions,
-        refused: refused_ops,
+        over_cap,
     });
     // why connection_init was refused, for the close frame
     let refused: Arc<Mutex<Option<String>>> = Arc::default();
@@ -422,7 +422,7 @@ async fn serve(
                         None => std::future::pending().await,
                     }
                 } => close(4403, "UNAUTHENTICATED: the token has expired; sign in again"),
-                Some(id) = refused_ids.recv() => too_many(protocol, id, running.max),
+                Some(id) = over_cap_ids.recv() => too_many(protocol, id, running.max),
                 msg = gql.next() => match msg {
                     Some(WsMessage::Text(text)) => {
                         running.finished(&text);
@@ -483,7 +483,7 @@ mod tests {
         let running = Running {
             ids: Mutex::default(),
             max: 1,
-            refused: tx,
+            over_cap: tx,
         };
         let sub = |id: &str| format!(r#"{{"id":"{id}","type":"subscribe","payload":{{}}}}"#);
         assert!(running.admit(sub("a").as_bytes()));
