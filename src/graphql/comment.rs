@@ -6,7 +6,9 @@ use diesel_async::AsyncConnection;
 
 use super::{
     context::{ContextExt, load_review, load_user, must_exist, ttl},
-    cost, ids,
+    cost,
+    fast::Lean,
+    ids,
     review::Review,
     scalars::DateTime,
     user::User,
@@ -41,15 +43,15 @@ impl Comment {
     }
 
     /// The review this comment replies to.
-    async fn review(&self, ctx: &Context<'_>) -> Result<Review> {
+    async fn review(&self, ctx: &Context<'_>) -> Result<Lean<Review>> {
         let row = load_review(ctx, self.0.review_id).await?;
-        Ok(Review(must_exist(row, "review", self.0.review_id)?))
+        Ok(Lean(Review(must_exist(row, "review", self.0.review_id)?)))
     }
 
     /// Who wrote the comment.
-    async fn author(&self, ctx: &Context<'_>) -> Result<User> {
+    async fn author(&self, ctx: &Context<'_>) -> Result<Lean<User>> {
         let row = load_user(ctx, self.0.author_id).await?;
-        Ok(User(must_exist(row, "user", self.0.author_id)?))
+        Ok(Lean(User(must_exist(row, "user", self.0.author_id)?)))
     }
 
     /// The comment text, as written.

@@ -6,6 +6,7 @@ use async_graphql::{Context, Object, SimpleObject};
 use super::{
     comment::Comment,
     context::{ContextExt, ttl},
+    fast::Lean,
     review::Review,
     title::Title,
 };
@@ -116,7 +117,7 @@ macro_rules! connection {
     ($conn:ident, $edge:ident, $node:ty, $what:literal) => {
         #[doc = concat!("A page of ", $what, ".")]
         pub struct $conn {
-            edges: Vec<$edge>,
+            edges: Vec<Lean<$edge>>,
             page_info: PageInfo,
             total: Total,
         }
@@ -134,7 +135,12 @@ macro_rules! connection {
                 let (edges, page_info) = paginate(rows, first, had_after, cursor, node);
                 let edges = edges
                     .into_iter()
-                    .map(|(cursor, node)| $edge { cursor, node })
+                    .map(|(cursor, node)| {
+                        Lean($edge {
+                            cursor,
+                            node: Lean(node),
+                        })
+                    })
                     .collect();
                 Self {
                     edges,
@@ -147,7 +153,7 @@ macro_rules! connection {
         #[Object]
         impl $conn {
             /// The items of this page, each with its cursor.
-            async fn edges(&self) -> &[$edge] {
+            async fn edges(&self) -> &[Lean<$edge>] {
                 &self.edges
             }
 
@@ -170,7 +176,7 @@ macro_rules! connection {
             /// Opaque position of this item; pass it as `after` to continue after it.
             pub cursor: String,
             /// The item.
-            pub node: $node,
+            pub node: Lean<$node>,
         }
     };
 }

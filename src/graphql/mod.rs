@@ -6,6 +6,7 @@ pub mod comment;
 pub mod connection;
 pub mod context;
 pub mod cost;
+pub mod fast;
 pub mod ids;
 pub mod like;
 pub mod loader;

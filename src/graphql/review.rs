@@ -9,7 +9,9 @@ use super::{
     comment::Comment,
     connection::{CommentConnection, ReviewConnection, Total, decode_after, page_size},
     context::{ContextExt, load_review, load_title, load_user, must_exist, ttl},
-    cost, ids,
+    cost,
+    fast::Lean,
+    ids,
     loader::{FeedPageKey, ReviewCommentsKey, ReviewKey, ViewerLikedKey},
     scalars::DateTime,
     title::Title,
@@ -58,15 +60,15 @@ impl Review {
     }
 
     /// The reviewed title.
-    async fn title(&self, ctx: &Context<'_>) -> Result<Title> {
+    async fn title(&self, ctx: &Context<'_>) -> Result<Lean<Title>> {
         let row = load_title(ctx, self.0.title_id).await?;
-        Ok(Title(must_exist(row, "title", self.0.title_id)?))
+        Ok(Lean(Title(must_exist(row, "title", self.0.title_id)?)))
     }
 
     /// Who wrote the review.
-    async fn author(&self, ctx: &Context<'_>) -> Result<User> {
+    async fn author(&self, ctx: &Context<'_>) -> Result<Lean<User>> {
         let row = load_user(ctx, self.0.author_id).await?;
-        Ok(User(must_exist(row, "user", self.0.author_id)?))
+        Ok(Lean(User(must_exist(row, "user", self.0.author_id)?)))
     }
 
     /// 1 to 10

@@ -49,6 +49,10 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// Registers types and limits; attach services with `.data(..)` before `finish()`.
 /// With introspection off, documents selecting `__schema` or `__type` are
 /// refused right after parsing, by an extension.
+///
+/// A builder without that extension carries [`super::fast::NoExtensions`],
+/// which lets page objects skip the extension path: add no `.extension(..)`
+/// to one (give `builder` the extension instead, and leave the marker out).
 pub fn schema_builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     builder(config, true)
 }
@@ -89,9 +93,10 @@ fn builder(
         builder = builder.disable_introspection();
         if refuse_introspection {
             builder = builder.extension(RejectIntrospection);
+            return builder;
         }
     }
-    builder
+    builder.data(super::fast::NoExtensions)
 }
 
 /// Whether any operation or fragment of `doc` selects `__schema` or `__type`.

@@ -10,7 +10,9 @@ use diesel_async::AsyncConnection;
 use super::{
     connection::{ReviewConnection, TitleConnection, Total, decode_after, page_size},
     context::{ContextExt, load_title, ttl},
-    cost, ids,
+    cost,
+    fast::Lean,
+    ids,
     loader::TitleReviewsKey,
     review::{Review, ReviewOrder},
     scalars::DateTime,
@@ -294,7 +296,7 @@ impl TitleQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "How many titles, 0 to 100.", default = 10)] first: Option<i32>,
-    ) -> Result<Vec<Title>> {
+    ) -> Result<Vec<Lean<Title>>> {
         let first = page_size(first, 10)?;
         ctx.tag(tags::TRENDING.into(), ttl::LIST)?;
         let since = Utc::now() - chrono::Duration::hours(24);
@@ -305,7 +307,7 @@ impl TitleQuery {
                 .map_err(AppError::from)?
         };
         Title::tag_all(ctx, &rows)?;
-        Ok(rows.into_iter().map(Title::from).collect())
+        Ok(rows.into_iter().map(|r| Lean(Title::from(r))).collect())
     }
 }
 

@@ -591,3 +591,87 @@ async fn a_batch_larger_than_the_cap_is_loaded_in_chunks() {
         [(first, "First".to_owned()), (second, "Second".to_owned())]
     );
 }
+
+/// Runs `query` on `schema` as `viewer`; the response as JSON (objects
+/// compare regardless of key order) and the cache tags it recorded.
+async fn execute_on(
+    schema: &nexora::graphql::schema::AppSchema,
+    viewer: Option<i64>,
+    query: &str,
+    variables: serde_json::Value,
+) -> (serde_json::Value, Vec<String>) {
+    use nexora::graphql::context::{RequestState, Viewer};
+    let state = RequestState::new(Viewer { user_id: viewer });
+    let request = async_graphql::Request::new(query)
+        .variables(async_graphql::Variables::from_json(variables))
+        .data(state.clone());
+    let response = schema.execute(request).await;
+    (serde_json::to_value(&response).expect("json"), state.take_tags())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lean_objects_answer_exactly_as_async_graphql_does() {
+    // reviews, titles, users and comments inside pages resolve through
+    // `graphql::fast::Lean`; a schema with an extension takes async-graphql's
+    // own path for them. Both must give the same data, errors (with paths)
+    // and cache tags for every selection shape.
+    let t = TestApp::new().await;
+    let mut c = t.conn().await;
+    let (ana, ben) = (fx::user(&mut c, "ana").await, fx::user(&mut c, "ben").await);
+    let film = fx::title(&mut c, "Film").await;
+    let show = fx::title(&mut c, "Show").await;
+    let r1 = fx::review(&mut c, ana, film, 7).await;
+    let r2 = fx::review(&mut c, ben, show, 9).await;
+    fx::comment(&mut c, ben, r1, "agreed").await;
+    fx::comment(&mut c, ana, r2, "no").await;
+    fx::like(&mut c, ana, r2).await;
+    let lean = t.app.schema.clone();
+    let config = nexora::config::Config {
+        introspection: false,
+        ..t.app.services.config.as_ref().clone()
+    };
+    // introspection off installs the extension that refuses it
+    let standard = nexora::graphql::schema::schema_builder(&config)
+        .data(t.app.services.clone())
+        .finish();
+    let queries = [
+        // fragments (named, inline, on an interface, nested), aliases,
+        // __typename, a field selected twice with different subfields
+        "query($n: Int!) { feed(first: $n) { edges { cursor node {
+            __typename ...R a: rating b: rating
+            author { username } author { displayName id __typename }
+            ... on Node { id } ... { likeCount }
+            t1: title { name } t2: title { ...T reviews(first: 1) { edges { node { ...R } } } }
+            comments(first: 5) { edges { node { body author { username } review { id rating } } } }
+        } } } }
+        fragment R on Review { id body viewerHasLiked ... on Review { commentCount } }
+        fragment T on Title { id __typename averageRating reviewCount }",
+        // @skip / @include, variables in nested arguments
+        "query($yes: Boolean!, $no: Boolean!, $n: Int!) { feed(first: 2) { edges { node {
+            id rating @include(if: $yes) body @skip(if: $yes) likeCount @include(if: $no)
+            comments(first: $n) @skip(if: $no) { edges { node { id } } }
+        } } } }",
+        // an error inside a lean object: bad input, with its path
+        "{ feed(first: 2) { edges { node { id comments(first: 1000) { edges { node { id } } } } } } }",
+        // lists outside connections and single objects
+        "{ trendingTitles(first: 5) { __typename id name } titles(first: 2) { edges { node { name
+            reviews(first: 2) { edges { node { author { username } } } } } } } }",
+    ];
+    let variables = json!({ "n": 2, "yes": true, "no": false });
+    for viewer in [None, Some(ana)] {
+        for q in queries {
+            let (want, want_tags) = execute_on(&standard, viewer, q, variables.clone()).await;
+            let (got, got_tags) = execute_on(&lean, viewer, q, variables.clone()).await;
+            assert_eq!(got, want, "viewer {viewer:?}, query {q}");
+            assert_eq!(got_tags, want_tags, "tags differ: viewer {viewer:?}, query {q}");
+            assert!(
+                want["data"].is_object(),
+                "the query must return data, not only errors: {want}"
+            );
+        }
+    }
+    // the error case does fail, in both
+    let (res, _) = execute_on(&lean, None, queries[2], json!({})).await;
+    assert_eq!(res["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{res}");
+    assert_eq!(res["errors"][0]["path"][0], "feed", "{res}");
+}
