@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use async_graphql::{
     ContainerType, ContextSelectionSet, Name, OutputType, Positioned, ServerError, ServerResult,
     Value,
-    indexmap::IndexMap,
+    indexmap::{IndexMap, map::Entry},
     parser::types::{Field, Selection, SelectionSet},
     registry::Registry,
     resolver_utils::resolve_container,
@@ -181,9 +181,13 @@ fn collect<'a, T: ContainerType>(
 /// response key (the same field selected twice with different subfields),
 /// as async-graphql does.
 fn insert_value(target: &mut IndexMap<Name, Value>, name: Name, value: Value) {
-    let Some(prev) = target.get_mut(&name) else {
-        target.insert(name, value);
-        return;
+    // one hash per key: most keys are new
+    let prev = match target.entry(name) {
+        Entry::Vacant(slot) => {
+            slot.insert(value);
+            return;
+        }
+        Entry::Occupied(slot) => slot.into_mut(),
     };
     match (prev, value) {
         (Value::Object(target_map), Value::Object(obj)) => {

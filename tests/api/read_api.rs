@@ -606,7 +606,10 @@ async fn execute_on(
         .variables(async_graphql::Variables::from_json(variables))
         .data(state.clone());
     let response = schema.execute(request).await;
-    (serde_json::to_value(&response).expect("json"), state.take_tags())
+    (
+        serde_json::to_value(&response).expect("json"),
+        state.take_tags(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -663,7 +666,10 @@ async fn lean_objects_answer_exactly_as_async_graphql_does() {
             let (want, want_tags) = execute_on(&standard, viewer, q, variables.clone()).await;
             let (got, got_tags) = execute_on(&lean, viewer, q, variables.clone()).await;
             assert_eq!(got, want, "viewer {viewer:?}, query {q}");
-            assert_eq!(got_tags, want_tags, "tags differ: viewer {viewer:?}, query {q}");
+            assert_eq!(
+                got_tags, want_tags,
+                "tags differ: viewer {viewer:?}, query {q}"
+            );
             assert!(
                 want["data"].is_object(),
                 "the query must return data, not only errors: {want}"
@@ -672,6 +678,9 @@ async fn lean_objects_answer_exactly_as_async_graphql_does() {
     }
     // the error case does fail, in both
     let (res, _) = execute_on(&lean, None, queries[2], json!({})).await;
-    assert_eq!(res["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{res}");
+    assert_eq!(
+        res["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{res}"
+    );
     assert_eq!(res["errors"][0]["path"][0], "feed", "{res}");
 }
