@@ -6,6 +6,8 @@
 //! reorders every object's keys. It runs once per executed response (cache
 //! hits are stored already ordered).
 
+use std::cell::OnceCell;
+
 use async_graphql::{
     Name, Value,
     indexmap::IndexMap,
@@ -25,7 +27,7 @@ pub fn reorder(doc: &ExecutableDocument, operation: Option<&str>, data: &mut Val
             None => return,
         },
     };
-    apply(doc, &[&op.selection_set.node], data);
+    Plan::new(doc, &[&op.selection_set.node]).apply(doc, data);
 }
 
 /// Collects response keys in order, with the sub-selections of each key.
@@ -60,60 +62,68 @@ fn collect<'a>(
     }
 }
 
-fn apply(doc: &ExecutableDocument, sets: &[&SelectionSet], value: &mut Value) {
-    match value {
-        Value::List(items) => {
-            // one selection for every item: its keys are collected once per
-            // list, not once per item (a feed page has 20 items)
-            let mut keys = None;
-            for item in items {
-                match item {
-                    Value::Object(map) => {
-                        let keys = keys.get_or_insert_with(|| keys_of(doc, sets));
-                        apply_object(doc, keys, map);
-                    }
-                    other => apply(doc, sets, other),
+/// The response keys of one place in the response, in selection order,
+/// each with its sub-selections and, once needed, their own plan. Every
+/// object at that place (the 20 nodes of a page, their 20 titles) shares
+/// one plan: selections are collected once per place, not once per object.
+struct Plan<'a> {
+    keys: Vec<(&'a Name, Vec<&'a SelectionSet>)>,
+    subs: Vec<OnceCell<Plan<'a>>>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(doc: &'a ExecutableDocument, sets: &[&'a SelectionSet]) -> Self {
+        let mut keys = Vec::new();
+        for set in sets {
+            collect(doc, set, &mut keys, 0);
+        }
+        let subs = keys.iter().map(|_| OnceCell::new()).collect();
+        Plan { keys, subs }
+    }
+
+    /// The plan under key `i`, when it selects anything.
+    fn sub(&self, doc: &'a ExecutableDocument, i: usize) -> Option<&Plan<'a>> {
+        let sets = &self.keys[i].1;
+        if sets.iter().all(|s| s.items.is_empty()) {
+            return None;
+        }
+        Some(self.subs[i].get_or_init(|| Plan::new(doc, sets)))
+    }
+
+    fn apply(&self, doc: &'a ExecutableDocument, value: &mut Value) {
+        match value {
+            Value::List(items) => {
+                for item in items {
+                    self.apply(doc, item);
                 }
             }
+            Value::Object(map) => self.apply_object(doc, map),
+            _ => {}
         }
-        Value::Object(map) => apply_object(doc, &keys_of(doc, sets), map),
-        _ => {}
     }
-}
 
-/// Response keys of `sets` in order, each with its sub-selections.
-type Keys<'a> = Vec<(&'a Name, Vec<&'a SelectionSet>)>;
-
-fn keys_of<'a>(doc: &'a ExecutableDocument, sets: &[&'a SelectionSet]) -> Keys<'a> {
-    let mut keys = Vec::new();
-    for set in sets {
-        collect(doc, set, &mut keys, 0);
-    }
-    keys
-}
-
-fn apply_object(doc: &ExecutableDocument, keys: &Keys<'_>, map: &mut IndexMap<Name, Value>) {
-    let has_subs = |subs: &[&SelectionSet]| subs.iter().any(|s| !s.items.is_empty());
-    // Most objects (synchronous fields) are already in order: names compared
-    // side by side, nothing hashed, nothing moved.
-    if map.len() == keys.len() && map.keys().zip(keys).all(|(a, (b, _))| a == *b) {
-        for (v, (_, subs)) in map.values_mut().zip(keys) {
-            if has_subs(subs) {
-                apply(doc, subs, v);
+    fn apply_object(&self, doc: &'a ExecutableDocument, map: &mut IndexMap<Name, Value>) {
+        let keys = &self.keys;
+        // Most objects are already in order (objects whose fields are all
+        // synchronous, and every `Lean` one): names compared side by side,
+        // nothing hashed, nothing moved.
+        if map.len() == keys.len() && map.keys().zip(keys).all(|(a, (b, _))| a == *b) {
+            for (i, v) in map.values_mut().enumerate() {
+                if let Some(sub) = self.sub(doc, i) {
+                    sub.apply(doc, v);
+                }
             }
+            return;
         }
-        return;
-    }
-    // A stable sort by selection position, in place: the map keeps each
-    // key's stored hash (a rebuilt map would hash every key again). Anything
-    // not selected (should not happen) keeps its relative place at the end.
-    let position = |k: &Name| keys.iter().position(|(key, _)| *key == k);
-    map.sort_by_cached_key(|k, _| position(k).unwrap_or(usize::MAX));
-    for (k, v) in map.iter_mut() {
-        if let Some(i) = position(k)
-            && has_subs(&keys[i].1)
-        {
-            apply(doc, &keys[i].1, v);
+        // A stable sort by selection position, in place: the map keeps each
+        // key's stored hash (a rebuilt map would hash every key again). Anything
+        // not selected (should not happen) keeps its relative place at the end.
+        let position = |k: &Name| keys.iter().position(|(key, _)| *key == k);
+        map.sort_by_cached_key(|k, _| position(k).unwrap_or(usize::MAX));
+        for (k, v) in map.iter_mut() {
+            if let Some(sub) = position(k).and_then(|i| self.sub(doc, i)) {
+                sub.apply(doc, v);
+            }
         }
     }
 }
@@ -181,5 +191,33 @@ mod tests {
             let Value::Object(node) = node else { panic!() };
             assert_eq!(keys(&node["title"]), ["name", "id"]);
         }
+    }
+
+    #[test]
+    fn objects_of_different_types_at_one_place_each_keep_their_own_keys() {
+        let doc = parse_query(
+            "{ nodes { __typename ... on Title { name reviews { total } } ... on User { username } id } }",
+        )
+        .expect("parses");
+        let title = obj(vec![
+            ("id", Value::from("t")),
+            ("reviews", obj(vec![("total", Value::from(3))])),
+            ("name", Value::from("T")),
+            ("__typename", Value::from("Title")),
+        ]);
+        let user = obj(vec![
+            ("username", Value::from("u")),
+            ("id", Value::from("u1")),
+            ("__typename", Value::from("User")),
+        ]);
+        let mut data = obj(vec![("nodes", Value::List(vec![title, user, Value::Null]))]);
+        reorder(&doc, None, &mut data);
+        let Value::Object(root) = &data else { panic!() };
+        let Value::List(nodes) = &root["nodes"] else {
+            panic!()
+        };
+        assert_eq!(keys(&nodes[0]), ["__typename", "name", "reviews", "id"]);
+        assert_eq!(keys(&nodes[1]), ["__typename", "username", "id"]);
+        assert_eq!(nodes[2], Value::Null);
     }
 }
