@@ -5,9 +5,9 @@
 //! (an `Arc`ed task per field, atomics on every wake), then gathers the
 //! results in completion order. A feed page of 20 reviews with their titles
 //! and authors is ~220 such fields. [`Lean`] wraps an object type and
-//! resolves its selection in one allocation: the fields' futures, all of
-//! one type, polled side by side (`join_all`), results kept in selection
-//! order. Each field still runs through the type's own `resolve_field`, so
+//! resolves its selection with a few allocations per object instead of
+//! two per field: the fields' futures, all of one type, polled side by
+//! side (`join_all`), results kept in selection order. Each field still runs through the type's own `resolve_field`, so
 //! arguments, guards, errors and their paths are the derived code's.
 //!
 //! Whatever this path does not replicate takes async-graphql's own
@@ -70,7 +70,8 @@ enum Part<'a> {
     Typename(&'a Positioned<Field>),
 }
 
-/// Resolves `root`'s selection like `resolve_container`, in one allocation.
+/// Resolves `root`'s selection like `resolve_container`, without a boxed
+/// future or a task per field.
 pub async fn resolve<'a, T: ContainerType>(
     ctx: &ContextSelectionSet<'a>,
     root: &'a T,
