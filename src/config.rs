@@ -114,6 +114,9 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     ("RUST_LOG", "info", "log filter, e.g. `info,nexora=debug`"),
 ];
 
+/// The longest lease `CACHE_LEASE_MS` accepts, in ms.
+pub const MAX_LEASE_MS: u64 = 60_000;
+
 /// Runtime configuration of one server instance.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -241,8 +244,8 @@ impl Config {
             bail!("DATABASE_POOL_SIZE={pool} must be between 1 and 1000");
         }
         let lease_ms = num("CACHE_LEASE_MS")?;
-        if lease_ms != 0 && !(100..=60_000).contains(&lease_ms) {
-            bail!("CACHE_LEASE_MS={lease_ms} must be 0 or between 100 and 60000");
+        if lease_ms != 0 && !(100..=MAX_LEASE_MS).contains(&lease_ms) {
+            bail!("CACHE_LEASE_MS={lease_ms} must be 0 or between 100 and {MAX_LEASE_MS}");
         }
         let ws_max = num("WS_MAX_CONNECTIONS")?;
         if ws_max > 1_000_000 {

@@ -73,6 +73,13 @@ const ACK_WAIT: Duration = Duration::from_millis(150);
 /// How long a ping through the subscription may take before joining.
 const PING_WAIT: Duration = Duration::from_millis(250);
 
+/// How long the member set outlives its last join or renewal: ten times
+/// the longest lease `CACHE_LEASE_MS` allows. Without an expiry, the set of
+/// instances that all stopped without leaving (a crash, a killed test)
+/// would stay in Redis forever.
+pub const MEMBERS_TTL: Duration = Duration::from_secs(600);
+const _: () = assert!(MEMBERS_TTL.as_millis() >= 10 * crate::config::MAX_LEASE_MS as u128);
+
 /// The set of instances holding (or seeking) a lease.
 pub fn members_key(prefix: &str) -> String {
     format!("{prefix}cache:members")

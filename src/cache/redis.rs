@@ -22,7 +22,7 @@ use fred::{
 
 use super::{
     Entry, Found, Snapshot, StoreArgs, entry_key, epoch_key, generation_key, keys,
-    lease::{Published, inv_channel, members_key},
+    lease::{MEMBERS_TTL, Published, inv_channel, members_key},
 };
 
 // An entry is one string, `SET` with its lifetime in one command:
@@ -188,14 +188,18 @@ local members_key, channel, origin = KEYS[3], ARGV[1], ARGV[2]",
 /// The lease members are a sorted set: score 0 for a member, or (Redis
 /// time, ms) until when a removed member's lease may still run, so writers
 /// keep waiting for it until then. Joins (ARGV[2] = '1') or checks
-/// membership, then returns the generation; -1 when not a member. KEYS:
-/// members, gen. ARGV: id, join.
+/// membership, then returns the generation; -1 when not a member. Every
+/// join and renewal pushes the set's expiry out to ARGV[3] ms, far longer
+/// than any lease: the set only expires once no member renewed for that
+/// long, when every lease in it (removed members' too) has run out. KEYS:
+/// members, gen. ARGV: id, join, set ttl ms.
 const MEMBER: &str = r"
 if ARGV[2] == '1' then
   redis.call('ZADD', KEYS[1], 0, ARGV[1])
 elseif redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= '0' then
   return -1
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return tonumber(redis.call('GET', KEYS[2]) or '0')
 ";
 
@@ -691,7 +695,11 @@ impl RedisBackend {
         join: bool,
     ) -> Result<Option<u64>, Error> {
         let ks = vec![members_key(prefix), generation_key(prefix)];
-        let args = vec![id.into(), if join { "1" } else { "0" }.into()];
+        let args = vec![
+            id.into(),
+            if join { "1" } else { "0" }.into(),
+            int(MEMBERS_TTL.as_millis() as u64),
+        ];
         let v = self.eval(&self.member, ks, args).await?;
         Ok(v.as_i64().and_then(|g| u64::try_from(g).ok()))
     }
