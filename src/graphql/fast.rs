@@ -7,8 +7,9 @@
 //! and authors is ~220 such fields. [`Lean`] wraps an object type and
 //! resolves its selection with a few allocations per object instead of
 //! two per field: the fields' futures, all of one type, polled side by
-//! side (`join_all`), results kept in selection order. Each field still runs through the type's own `resolve_field`, so
-//! arguments, guards, errors and their paths are the derived code's.
+//! side (`join_all`), results kept in selection order. Each field still
+//! runs through the type's own `resolve_field`, so arguments, guards,
+//! errors and their paths are the derived code's.
 //!
 //! Whatever this path does not replicate takes async-graphql's own
 //! (`resolve_container`), for the whole object: a schema that may have
@@ -76,12 +77,15 @@ pub async fn resolve<'a, T: ContainerType>(
     ctx: &ContextSelectionSet<'a>,
     root: &'a T,
 ) -> ServerResult<Value> {
-    let mut parts = Vec::with_capacity(ctx.item.node.items.len());
     let direct = ctx
         .schema_env
         .data
         .contains_key(&std::any::TypeId::of::<NoExtensions>());
-    if !direct || !collect(ctx, ctx.item, root, &mut parts)? {
+    if !direct {
+        return resolve_container(ctx, root).await;
+    }
+    let mut parts = Vec::with_capacity(ctx.item.node.items.len());
+    if !collect(ctx, ctx.item, root, &mut parts)? {
         return resolve_container(ctx, root).await;
     }
     let typename = root.introspection_type_name();
@@ -191,22 +195,23 @@ fn insert_value(target: &mut IndexMap<Name, Value>, name: Name, value: Value) {
         Entry::Occupied(slot) => slot.into_mut(),
     };
     match (prev, value) {
-        (Value::Object(target_map), Value::Object(obj)) => {
-            for (key, value) in obj {
-                insert_value(target_map, key, value);
-            }
-        }
+        (Value::Object(target_map), Value::Object(obj)) => merge(target_map, obj),
         (Value::List(target_list), Value::List(list)) => {
             for (idx, value) in list.into_iter().enumerate() {
                 if let (Some(Value::Object(target_map)), Value::Object(obj)) =
                     (target_list.get_mut(idx), value)
                 {
-                    for (key, value) in obj {
-                        insert_value(target_map, key, value);
-                    }
+                    merge(target_map, obj);
                 }
             }
         }
         _ => {}
+    }
+}
+
+/// Merges every field of `obj` into `target` ([`insert_value`] each).
+fn merge(target: &mut IndexMap<Name, Value>, obj: IndexMap<Name, Value>) {
+    for (key, value) in obj {
+        insert_value(target, key, value);
     }
 }

@@ -27,7 +27,7 @@ pub fn reorder(doc: &ExecutableDocument, operation: Option<&str>, data: &mut Val
             None => return,
         },
     };
-    Plan::new(doc, &[&op.selection_set.node]).apply(doc, data);
+    Plan::new(doc, &[&op.selection_set.node]).apply(data);
 }
 
 /// Collects response keys in order, with the sub-selections of each key.
@@ -67,6 +67,7 @@ fn collect<'a>(
 /// object at that place (the 20 nodes of a page, their 20 titles) shares
 /// one plan: selections are collected once per place, not once per object.
 struct Plan<'a> {
+    doc: &'a ExecutableDocument,
     keys: Vec<(&'a Name, Vec<&'a SelectionSet>)>,
     subs: Vec<OnceCell<Plan<'a>>>,
 }
@@ -78,39 +79,39 @@ impl<'a> Plan<'a> {
             collect(doc, set, &mut keys, 0);
         }
         let subs = keys.iter().map(|_| OnceCell::new()).collect();
-        Plan { keys, subs }
+        Plan { doc, keys, subs }
     }
 
     /// The plan under key `i`, when it selects anything.
-    fn sub(&self, doc: &'a ExecutableDocument, i: usize) -> Option<&Plan<'a>> {
+    fn sub(&self, i: usize) -> Option<&Plan<'a>> {
         let sets = &self.keys[i].1;
         if sets.iter().all(|s| s.items.is_empty()) {
             return None;
         }
-        Some(self.subs[i].get_or_init(|| Plan::new(doc, sets)))
+        Some(self.subs[i].get_or_init(|| Plan::new(self.doc, sets)))
     }
 
-    fn apply(&self, doc: &'a ExecutableDocument, value: &mut Value) {
+    fn apply(&self, value: &mut Value) {
         match value {
             Value::List(items) => {
                 for item in items {
-                    self.apply(doc, item);
+                    self.apply(item);
                 }
             }
-            Value::Object(map) => self.apply_object(doc, map),
+            Value::Object(map) => self.apply_object(map),
             _ => {}
         }
     }
 
-    fn apply_object(&self, doc: &'a ExecutableDocument, map: &mut IndexMap<Name, Value>) {
+    fn apply_object(&self, map: &mut IndexMap<Name, Value>) {
         let keys = &self.keys;
         // Most objects are already in order (objects whose fields are all
         // synchronous, and every `Lean` one): names compared side by side,
         // nothing hashed, nothing moved.
         if map.len() == keys.len() && map.keys().zip(keys).all(|(a, (b, _))| a == *b) {
             for (i, v) in map.values_mut().enumerate() {
-                if let Some(sub) = self.sub(doc, i) {
-                    sub.apply(doc, v);
+                if let Some(sub) = self.sub(i) {
+                    sub.apply(v);
                 }
             }
             return;
@@ -121,8 +122,8 @@ impl<'a> Plan<'a> {
         let position = |k: &Name| keys.iter().position(|(key, _)| *key == k);
         map.sort_by_cached_key(|k, _| position(k).unwrap_or(usize::MAX));
         for (k, v) in map.iter_mut() {
-            if let Some(sub) = position(k).and_then(|i| self.sub(doc, i)) {
-                sub.apply(doc, v);
+            if let Some(sub) = position(k).and_then(|i| self.sub(i)) {
+                sub.apply(v);
             }
         }
     }

@@ -236,18 +236,11 @@ async fn leased_near_hits_ask_redis_nothing_and_every_write_reaches_them() {
     // the member set expires once nobody renews (a crashed fleet, a killed
     // test) instead of staying in Redis forever; renewals keep it alive
     let members = nexora::cache::lease::members_key(&a.app.services.config.redis_key_prefix);
-    let pttl = || -> i64 {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-u", support::REDIS_URL, "pttl", &members])
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("pttl")
-    };
+    let pttl: i64 = support::shared_cli(&["pttl", &members])
+        .parse()
+        .expect("pttl");
     let ttl = nexora::cache::lease::MEMBERS_TTL.as_millis() as i64;
-    assert!((1..=ttl).contains(&pttl()), "member set ttl: {}", pttl());
+    assert!((1..=ttl).contains(&pttl), "member set ttl: {pttl}");
     let mut c = a.conn().await;
     let (r, ti, vars) = reviewed_title(&mut c, "leaser", "Leased", 7).await;
     let leased = |t: &TestApp| {

@@ -333,19 +333,13 @@ impl Drop for TestApp {
             return;
         }
         let pattern = format!("{}*", config.redis_key_prefix);
-        let Ok(out) = std::process::Command::new("redis-cli")
-            .args(["-u", REDIS_URL, "--scan", "--pattern", &pattern])
-            .output()
-        else {
+        let server = ["-u", REDIS_URL];
+        let Some(listed) = redis_cli(&server, &["--scan", "--pattern", &pattern]) else {
             return;
         };
-        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
         let keys: Vec<&str> = listed.lines().filter(|k| !k.is_empty()).collect();
         for chunk in keys.chunks(500) {
-            let _ = std::process::Command::new("redis-cli")
-                .args(["-u", REDIS_URL, "del"])
-                .args(chunk)
-                .output();
+            let _ = redis_cli(&server, &[&["del"], chunk].concat());
         }
     }
 }
@@ -501,13 +495,24 @@ impl OwnRedis {
 
     /// Runs a redis-cli command against this server.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        redis_cli(&["-p", &self.port.to_string()], args).expect("redis-cli")
     }
+}
+
+/// Runs a redis-cli command against the shared test Redis.
+pub fn shared_cli(args: &[&str]) -> String {
+    redis_cli(&["-u", REDIS_URL], args).expect("redis-cli")
+}
+
+/// redis-cli `args` against `server` (`-u URL` or `-p PORT`): its output,
+/// trimmed; `None` when redis-cli could not run.
+fn redis_cli(server: &[&str], args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(server)
+        .args(args)
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 impl Drop for OwnRedis {
