@@ -362,6 +362,11 @@ impl Cache {
                     if let Some(l) = &self.lease {
                         l.apply(published.generation);
                     }
+                    // the bump follows a reconnect or a lost write: copies
+                    // held here may come from before a Redis that lost its
+                    // keys (the bump's counters are out of their reach too,
+                    // see `redis::EPOCH`, but this holds without clocks)
+                    self.near.clear();
                     self.dirty.store(false, Ordering::Release);
                     self.metrics
                         .cache_epoch_bumps

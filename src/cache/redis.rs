@@ -128,16 +128,29 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     };
 }
 
+/// Lua: `floor`, Redis's clock in µs as a decimal string, where counters
+/// start again after Redis lost them (see [`EPOCH`]).
+macro_rules! lua_floor {
+    () => {
+        "
+local tf = redis.call('TIME')
+local floor = tf[1] .. string.rep('0', 6 - #tf[2]) .. tf[2]
+"
+    };
+}
+
 /// Lua, the end of every script that bumps the generation: publishes `g`
 /// from `origin` on `channel` to the lease members (see `lease.rs`) and
 /// returns `{g, {id, ms, …}}`: every member (ms 0), and every removed one
-/// whose lease may still run (for ms more). Expects the locals `g`,
+/// whose lease may still run (for ms more). `g` is formatted with `%d`:
+/// Lua's own number-to-string conversion keeps 14 digits, and generations
+/// start at Redis's clock in µs (16). Expects the locals `g`,
 /// `members_key`, `channel` and `origin`.
 macro_rules! lua_publish_to_members {
     () => {
         concat!(
             "
-redis.call('PUBLISH', channel, g .. ' ' .. origin)",
+redis.call('PUBLISH', channel, string.format('%d', g) .. ' ' .. origin)",
             lua_now!(),
             "redis.call('ZREMRANGEBYSCORE', members_key, 1, now)
 local all = redis.call('ZRANGE', members_key, 0, -1, 'WITHSCORES')
@@ -157,7 +170,8 @@ return {g, members}
 /// lease members ([`lua_publish_to_members`]). KEYS: gen, members, tags…
 /// ARGV: tag ttl ms, channel, origin id.
 const INVALIDATE: &str = concat!(
-    r"
+    lua_floor!(),
+    r"redis.call('SET', KEYS[1], floor, 'NX')
 local g = redis.call('INCR', KEYS[1])
 for i = 3, #KEYS do redis.call('SET', KEYS[i], g, 'PX', ARGV[1]) end
 local members_key, channel, origin = KEYS[2], ARGV[2], ARGV[3]",
@@ -177,10 +191,26 @@ return n
 /// Invalidates everything: a new epoch, and a new generation so near copies
 /// go too; published and answered as by [`INVALIDATE`]. KEYS: epoch, gen,
 /// members. ARGV: channel, origin id.
+///
+/// Both counters move to at least Redis's clock in µs. An instance bumps
+/// the epoch after every reconnect, so after a Redis that lost its keys
+/// (restarted without persistence, or restored from an older snapshot) the
+/// counters never again take values they had before: an old entry stored
+/// late (its request read the counters before the loss) cannot match the
+/// new epoch, and no generation an instance applied from before the loss
+/// is reached again (the lease's counter only grows). A write on a Redis
+/// that lost the generation starts it at the clock too. This holds
+/// while fewer than one bump per µs happened on average since the last
+/// floor, and the clock did not step back.
 const EPOCH: &str = concat!(
-    r"
-redis.call('INCR', KEYS[1])
+    lua_floor!(),
+    r"local e = redis.call('INCR', KEYS[1])
+if e < tonumber(floor) then redis.call('SET', KEYS[1], floor) end
 local g = redis.call('INCR', KEYS[2])
+if g < tonumber(floor) then
+  redis.call('SET', KEYS[2], floor)
+  g = tonumber(floor)
+end
 local members_key, channel, origin = KEYS[3], ARGV[1], ARGV[2]",
     lua_publish_to_members!()
 );

@@ -720,6 +720,77 @@ async fn a_write_acknowledged_while_redis_was_paused_is_never_served_stale() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_that_loses_every_key_never_revives_a_near_copy() {
+    let (mut redis, a, _) = title_on_own_redis("unused").await;
+    a.until_leased().await;
+    let prefix = a.app.services.config.redis_key_prefix.clone();
+    let counter = |redis: &OwnRedis, name: &str| -> u64 {
+        let v = redis.cli(&["GET", &format!("{prefix}cache:{name}")]);
+        v.parse()
+            .unwrap_or_else(|_| panic!("cache:{name} is {v:?}"))
+    };
+    // a whole-cache invalidation (a change-feed gap) and writes before the
+    // restart move both counters past where an empty Redis starts counting
+    a.app.services.cache.invalidate_all().await;
+    let old_epoch = counter(&redis, "epoch");
+    for i in 0..5 {
+        a.app
+            .services
+            .cache
+            .invalidate(&[format!("Title:unrelated{i}")])
+            .await;
+    }
+    let mut c = a.conn().await;
+    let (r, ti, vars) = reviewed_title(&mut c, "restarter", "Restarted", 6).await;
+    assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "MISS");
+    assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "HIT");
+    let leased = || {
+        a.app
+            .services
+            .cache
+            .metrics
+            .cache_leased_hits
+            .load(Ordering::Relaxed)
+    };
+    let before = leased();
+    assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "HIT");
+    assert_eq!(leased(), before + 1, "a leased near hit before the restart");
+
+    // no persistence: counters, entries and lease members are all gone
+    redis.restart();
+    // it joins the new server's (empty) member set again
+    let members = format!("{}cache:members", a.app.services.config.redis_key_prefix);
+    let id = a.app.services.cache.lease_id().expect("Redis backend");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.cli(&["ZSCORE", &members, id]) != "0" {
+        assert!(Instant::now() < deadline, "no lease after the restart");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.until_leased().await;
+    edit_body(&a, &mut c, r, ti, "after the restart").await;
+    for round in 0..4 {
+        let res = a.gql(TITLE_Q, vars.clone()).await;
+        assert_eq!(
+            *first_body(&res),
+            "after the restart",
+            "read {round} after the write served a copy from before the restart ({})",
+            x_cache(&res)
+        );
+    }
+    assert!(
+        leased() > before + 1,
+        "leased near hits resumed after the restart"
+    );
+    // an entry stored late by a request that read the counters before the
+    // restart carries the old epoch: it must not match the new one
+    assert!(
+        counter(&redis, "epoch") > old_epoch,
+        "the epoch after the restart ({}) can equal one from before ({old_epoch})",
+        counter(&redis, "epoch")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_serves_stale_entries_and_fails_fast_otherwise() {
     let proxy = PgProxy::start().await;
     let db = TestDb::new().await;

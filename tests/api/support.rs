@@ -461,7 +461,25 @@ impl OwnRedis {
             .local_addr()
             .expect("addr")
             .port();
-        let child = std::process::Command::new("redis-server")
+        let me = Self {
+            port,
+            child: Self::spawn(port),
+        };
+        me.until_listening();
+        me
+    }
+
+    /// Kills the server and starts an empty one on the same port (a
+    /// restart without persistence: every key is lost).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.port);
+        self.until_listening();
+    }
+
+    fn spawn(port: u16) -> std::process::Child {
+        std::process::Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -478,15 +496,17 @@ impl OwnRedis {
                 panic!(
                     "cannot start redis-server ({e}); install it: `apt-get install redis-server`"
                 )
-            });
-        let me = Self { port, child };
+            })
+    }
+
+    fn until_listening(&self) {
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return me;
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {port} did not start");
+        panic!("redis-server on port {} did not start", self.port);
     }
 
     pub fn url(&self) -> String {
