@@ -51,6 +51,11 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "lease of pushed invalidations: near-cache hits need no Redis round trip while it runs; a write waits up to this long for an instance that stopped answering; 0 = read the generation from Redis per burst of hits (set the same value on every instance)",
     ),
     (
+        "CACHE_ADAPTIVE_FIRST_SIGHTINGS",
+        "true",
+        "a query this instance has not seen lately is looked up in Redis, and its result stored, only while that pays off (one round trip less per one-off query); false = always, for fleets where most queries are asked a few times in all but rarely twice of one instance",
+    ),
+    (
         "REDIS_TIMEOUT_MS",
         "50",
         "timeout of each Redis command on the request path",
@@ -140,6 +145,9 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// Lease of pushed invalidations; zero turns leased near hits off.
     pub cache_lease: Duration,
+    /// Whether first sightings skip Redis while it does not pay off
+    /// (`cache/sighting.rs`).
+    pub cache_adaptive_first_sightings: bool,
     /// Writes per user per minute; 0 = unlimited.
     pub rate_limit_writes_per_minute: u32,
     /// Maximum pooled Postgres connections.
@@ -266,6 +274,7 @@ impl Config {
             redis_key_prefix: var("REDIS_KEY_PREFIX"),
             redis_timeout: Duration::from_millis(num("REDIS_TIMEOUT_MS")?.max(1)),
             cache_lease: Duration::from_millis(lease_ms),
+            cache_adaptive_first_sightings: boolean("CACHE_ADAPTIVE_FIRST_SIGHTINGS")?,
             rate_limit_writes_per_minute: u32::try_from(num("RATE_LIMIT_WRITES_PER_MINUTE")?)
                 .context("RATE_LIMIT_WRITES_PER_MINUTE is too large")?,
             db_pool_size: pool as u32,

@@ -79,6 +79,11 @@ pub struct Metrics {
     pub cache_leased_hits: AtomicU64,
     /// Members removed for not acknowledging an invalidation in time.
     pub cache_lease_evictions: AtomicU64,
+    /// Misses executed without a lookup (first sightings, see
+    /// `cache/sighting.rs`); counted among the misses too.
+    pub cache_lookups_skipped: AtomicU64,
+    /// Results of such misses not stored (keys rarely asked for twice).
+    pub cache_stores_skipped: AtomicU64,
     /// Failed or timed-out Redis calls.
     pub redis_errors: AtomicU64,
     /// Writes refused by the rate limiter.
@@ -93,7 +98,7 @@ impl Metrics {
     /// The exposition text.
     pub fn render(&self, sql_statements: u64, circuit_state: u8, lease_held: bool) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "nexora_cache_hits_total",
                 "Responses served from the cache",
@@ -133,6 +138,16 @@ impl Metrics {
                 "nexora_cache_epoch_bumps_total",
                 "Whole-cache invalidations",
                 &self.cache_epoch_bumps,
+            ),
+            (
+                "nexora_cache_lookups_skipped_total",
+                "Misses executed without a Redis lookup: keys this instance saw first while such lookups found nothing",
+                &self.cache_lookups_skipped,
+            ),
+            (
+                "nexora_cache_stores_skipped_total",
+                "Results of such misses not stored: keys this instance rarely sees twice",
+                &self.cache_stores_skipped,
             ),
             (
                 "nexora_cache_leased_hits_total",

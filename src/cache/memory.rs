@@ -67,7 +67,11 @@ impl MemoryBackend {
                             .iter()
                             .all(|t| s.versions.get(t).copied().unwrap_or(0) <= st.generation));
                 if valid && st.entry.fresh_until_ms > now_ms {
-                    return Found::Fresh(st.entry.clone(), s.generation);
+                    let counters = super::Counters {
+                        epoch: s.epoch,
+                        generation: s.generation,
+                    };
+                    return Found::Fresh(st.entry.clone(), counters);
                 }
                 if valid {
                     stale = Some(st.entry.clone());

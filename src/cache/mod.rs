@@ -26,6 +26,7 @@ pub mod lease;
 pub mod memory;
 pub mod near;
 pub mod redis;
+pub mod sighting;
 pub mod tags;
 
 use std::{
@@ -42,6 +43,7 @@ use self::{
     memory::MemoryBackend,
     near::{GenerationReader, NearCache, NearEntry},
     redis::RedisBackend,
+    sighting::{Counters, Plan, Sightings},
 };
 use crate::{config::Config, error::AppError, metrics::Metrics};
 
@@ -97,8 +99,8 @@ pub struct StoreArgs<'a> {
 /// What a backend lookup found.
 #[derive(Debug)]
 pub enum Found {
-    /// Current and fresh, at this generation.
-    Fresh(Entry, u64),
+    /// Current and fresh, validated at these counters.
+    Fresh(Entry, Counters),
     /// Current but past freshness (served only when Postgres fails).
     Stale(Entry, Snapshot),
     /// Nothing current.
@@ -112,6 +114,10 @@ pub enum Lookup {
     Hit(Entry),
     /// Execute, then store with the snapshot; the entry is a stale fallback.
     Miss(Snapshot, Option<Entry>),
+    /// Not looked up (a first sighting, see `sighting.rs`): execute, then
+    /// store with the snapshot (which holds no fill lock), or (`None`)
+    /// answer as if stored but store nothing.
+    Skipped(Option<Snapshot>),
     /// The cache is unavailable or off: execute, store nothing.
     Bypass,
 }
@@ -188,6 +194,9 @@ pub struct Cache {
     generation: Arc<GenerationReader>,
     /// Pushed invalidations under a lease (Redis backend only; see `lease.rs`).
     lease: Option<Arc<Lease>>,
+    /// Which keys are worth a lookup (Redis backend with
+    /// CACHE_ADAPTIVE_FIRST_SIGHTINGS only; see `sighting.rs`).
+    sightings: Option<Sightings>,
 }
 
 /// Body bytes the near cache may hold.
@@ -285,6 +294,9 @@ impl Cache {
                 }
             }
         }
+        let sightings = (config.cache_adaptive_first_sightings
+            && matches!(backend, Backend::Redis(_)))
+        .then(Sightings::default);
         Self {
             backend,
             prefix: config.redis_key_prefix.clone(),
@@ -301,6 +313,7 @@ impl Cache {
             near: NearCache::new(NEAR_CAP_BYTES),
             generation,
             lease,
+            sightings,
         }
     }
 
@@ -367,6 +380,9 @@ impl Cache {
                     // keys (the bump's counters are out of their reach too,
                     // see `redis::EPOCH`, but this holds without clocks)
                     self.near.clear();
+                    if let Some(s) = &self.sightings {
+                        s.forget_counters();
+                    }
                     self.dirty.store(false, Ordering::Release);
                     self.metrics
                         .cache_epoch_bumps
@@ -451,6 +467,22 @@ impl Cache {
         {
             return Lookup::Bypass;
         }
+        // a first sighting whose lookup would most likely find nothing
+        let plan = match &self.sightings {
+            Some(s) if lock => s.plan(hash),
+            _ => Plan::Seen,
+        };
+        if let Plan::Execute(store) = plan {
+            self.metrics
+                .cache_lookups_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            return Lookup::Skipped(store.map(|c| Snapshot {
+                generation: c.generation,
+                epoch: c.epoch,
+                locked: false,
+                token: self.token(),
+            }));
+        }
         let token = self.token();
         let found = match &self.backend {
             Backend::Memory(m) => m.lookup(hash, now_ms(), token, px),
@@ -467,14 +499,30 @@ impl Cache {
             {
                 Ok(f) => {
                     self.succeeded();
-                    if let Found::Fresh(e, generation) = &f {
-                        let near = NearEntry {
-                            body: e.body.clone(),
-                            etag: e.etag.clone(),
-                            fresh_until_ms: e.fresh_until_ms,
-                            generation: *generation,
-                        };
-                        self.near.put(hash, near);
+                    let counters = match &f {
+                        Found::Fresh(e, counters) => {
+                            let near = NearEntry {
+                                body: e.body.clone(),
+                                etag: e.etag.clone(),
+                                fresh_until_ms: e.fresh_until_ms,
+                                generation: counters.generation,
+                            };
+                            self.near.put(hash, near);
+                            *counters
+                        }
+                        Found::Stale(_, snap) | Found::Miss(snap) => Counters {
+                            epoch: snap.epoch,
+                            generation: snap.generation,
+                        },
+                    };
+                    if let Some(s) = &self.sightings {
+                        s.saw(counters);
+                        if plan == Plan::Probe {
+                            // nothing there and the fill lock is ours:
+                            // nobody else had asked for this result
+                            let found_nothing = matches!(&f, Found::Miss(snap) if snap.locked);
+                            s.probed(!found_nothing);
+                        }
                     }
                     f
                 }
@@ -515,16 +563,9 @@ impl Cache {
         ttl: Duration,
         tags: &[String],
     ) -> Option<Entry> {
-        let ttl = ttl.min(self.max_ttl);
-        if ttl.is_zero() || tags.len() > MAX_TAGS {
+        let Some((entry, ttl)) = self.entry(body, ttl, tags) else {
             self.release(hash, snap).await;
             return None;
-        }
-        let etag = etag_of(&body);
-        let entry = Entry {
-            body,
-            etag,
-            fresh_until_ms: now_ms() + ttl.as_millis() as u64,
         };
         let px = (ttl + self.stale).as_millis() as u64;
         let args = StoreArgs {
@@ -555,6 +596,37 @@ impl Cache {
                 .fetch_add(1, Ordering::Relaxed);
             None
         }
+    }
+
+    /// The entry [`Cache::store`] would store (for its response headers),
+    /// when it would store one; nothing is stored (see `sighting.rs`).
+    pub fn unstored(&self, body: bytes::Bytes, ttl: Duration, tags: &[String]) -> Option<Entry> {
+        let (entry, _) = self.entry(body, ttl, tags)?;
+        self.metrics
+            .cache_stores_skipped
+            .fetch_add(1, Ordering::Relaxed);
+        Some(entry)
+    }
+
+    /// A result as an entry, fresh for `ttl` capped by
+    /// CACHE_DEFAULT_TTL_SECS (returned too); `None` when it is not to be
+    /// cached.
+    fn entry(
+        &self,
+        body: bytes::Bytes,
+        ttl: Duration,
+        tags: &[String],
+    ) -> Option<(Entry, Duration)> {
+        let ttl = ttl.min(self.max_ttl);
+        if ttl.is_zero() || tags.len() > MAX_TAGS {
+            return None;
+        }
+        let entry = Entry {
+            etag: etag_of(&body),
+            body,
+            fresh_until_ms: now_ms() + ttl.as_millis() as u64,
+        };
+        Some((entry, ttl))
     }
 
     /// Releases the fill lock when nothing is stored.

@@ -21,7 +21,7 @@ use fred::{
 };
 
 use super::{
-    Entry, Found, Snapshot, StoreArgs, entry_key, epoch_key, generation_key, keys,
+    Counters, Entry, Found, Snapshot, StoreArgs, entry_key, epoch_key, generation_key, keys,
     lease::{MEMBERS_TTL, Published, inv_channel, members_key},
 };
 
@@ -593,7 +593,7 @@ impl RedisBackend {
                     etag: h.etag.to_owned(),
                     fresh_until_ms: h.fresh_until_ms,
                 };
-                Quick::Found(Found::Fresh(entry, generation))
+                Quick::Found(Found::Fresh(entry, Counters { epoch, generation }))
             }
             _ => Quick::NeedsScript,
         })
@@ -886,7 +886,13 @@ fn read_lookup(script: Value, token: String) -> Result<Found, Error> {
         fresh_until_ms: int(2),
     });
     Ok(match (status, entry) {
-        (1, Some(e)) => Found::Fresh(e, int(3)),
+        (1, Some(e)) => Found::Fresh(
+            e,
+            Counters {
+                epoch: int(4),
+                generation: int(3),
+            },
+        ),
         (2, Some(e)) => Found::Stale(e, snap(int(5) == 1)),
         // a hit without a body (never sent by the script): a miss, not an
         // empty response
@@ -989,12 +995,19 @@ mod tests {
     #[test]
     fn lookup_replies_become_hits_stale_entries_and_misses() {
         let hit = read_lookup(reply(1, 0, Some("{}")), "t".into()).expect("reply");
-        let Found::Fresh(entry, generation) = hit else {
+        let Found::Fresh(entry, counters) = hit else {
             panic!("expected a hit, got {hit:?}")
         };
         assert_eq!(
-            (&entry.body[..], entry.etag.as_str(), generation),
-            (&b"{}"[..], "\"a\"", 7)
+            (&entry.body[..], entry.etag.as_str(), counters),
+            (
+                &b"{}"[..],
+                "\"a\"",
+                Counters {
+                    epoch: 3,
+                    generation: 7
+                }
+            )
         );
         let stale = read_lookup(reply(2, 1, Some("{}")), "t".into()).expect("reply");
         assert!(

@@ -422,18 +422,21 @@ async fn cached_run(
             cache.metrics.cache_bypasses.fetch_add(1, Ordering::Relaxed);
             return run(app, viewer, input, method, media, None, started).await;
         }
-        Lookup::Miss(snap, stale) => (snap, stale),
-    };
-    if !snap.locked {
-        // another instance is computing this result: give it a moment
-        if let Some(entry) = cache.wait_for_fill(hash).await {
-            return hit(app, entry, &scope, started);
+        Lookup::Miss(snap, stale) => {
+            if !snap.locked {
+                // another instance is computing this result: give it a moment
+                if let Some(entry) = cache.wait_for_fill(hash).await {
+                    return hit(app, entry, &scope, started);
+                }
+            }
+            (Some(snap), stale)
         }
-    }
+        Lookup::Skipped(snap) => (snap, None),
+    };
     cache.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
     let fill = Fill {
         hash,
-        snap: &snap,
+        snap: snap.as_ref(),
         scope: &scope,
         stale,
     };
@@ -443,7 +446,9 @@ async fn cached_run(
 /// What a cache miss needs to store its result (or fall back to stale).
 struct Fill<'a> {
     hash: &'a str,
-    snap: &'a Snapshot,
+    /// `None`: a first sighting whose result is not worth storing (see
+    /// `cache/sighting.rs`); it is answered as if stored.
+    snap: Option<&'a Snapshot>,
     scope: &'a Scope,
     stale: Option<Entry>,
 }
@@ -532,8 +537,13 @@ async fn run_inner(
 ) -> (Executed, Option<OperationType>) {
     let cache = &app.services.cache;
     let release = async |fill: &Option<Fill<'_>>| {
-        if let Some(f) = fill {
-            cache.release(f.hash, f.snap).await;
+        if let Some(Fill {
+            hash,
+            snap: Some(snap),
+            ..
+        }) = fill
+        {
+            cache.release(hash, snap).await;
         }
     };
     let input = match input.parse() {
@@ -627,10 +637,12 @@ async fn run_inner(
     {
         let ttl = std::time::Duration::from_secs(state.ttl().unwrap_or(u64::MAX));
         let body = ex.executed.body.clone();
-        match cache
-            .store(f.hash, f.snap, body, ttl, &state.take_tags())
-            .await
-        {
+        let tags = state.take_tags();
+        let stored = match f.snap {
+            Some(snap) => cache.store(f.hash, snap, body, ttl, &tags).await,
+            None => cache.unstored(body, ttl, &tags),
+        };
+        match stored {
             Some(entry) => ex.executed.headers = entry_headers(&entry, f.scope),
             None => ex.executed.headers = vec![no_store()],
         }
@@ -642,7 +654,9 @@ async fn run_inner(
             "a result read viewer-specific data but its document names no viewer field; not cached"
         );
     }
-    cache.release(f.hash, f.snap).await;
+    if let Some(snap) = f.snap {
+        cache.release(f.hash, snap).await;
+    }
     if ex.unavailable
         && let Some(stale) = f.stale
     {

@@ -1178,11 +1178,13 @@ fn outcome(found: &nexora::cache::Found) -> String {
     use nexora::cache::Found;
     let text = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
     match found {
-        Found::Fresh(e, generation) => {
+        Found::Fresh(e, counters) => {
             format!(
-                "fresh {} {} at generation {generation}",
+                "fresh {} {} at generation {} epoch {}",
                 text(&e.body),
-                e.etag
+                e.etag,
+                counters.generation,
+                counters.epoch
             )
         }
         Found::Stale(e, s) => format!("stale {} locked {}", text(&e.body), s.locked),
@@ -1313,4 +1315,75 @@ async fn lookups_without_the_script_agree_with_it_and_pure_misses_skip_it() {
     };
     assert!(snap.locked);
     assert_eq!(redis.cli(&["GET", "t:cache:lock:o"]), "token-o");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_sightings_skip_redis_only_while_it_would_not_pay_off() {
+    use nexora::cache::sighting::{PROBE_EVERY, WINDOW};
+    let redis = OwnRedis::start();
+    let a = app_on_redis(&redis).await;
+    let metric = |m: &std::sync::atomic::AtomicU64| m.load(Ordering::Relaxed);
+    let metrics = &a.app.services.cache.metrics;
+    // titles that do not exist: each id is a key of its own
+    let mut next = 1_000_000;
+    let mut fresh_keys = |n: u64| -> Vec<Value> {
+        (0..n)
+            .map(|_| {
+                next += 1;
+                json!({ "id": gid("Title", next) })
+            })
+            .collect()
+    };
+    let x_caches = async |t: &TestApp, keys: &[Value]| -> String {
+        let mut out = String::new();
+        for v in keys {
+            let res = t.gql(TITLE_Q, v.clone()).await;
+            assert_eq!(res.ok()["title"], Value::Null);
+            out.push(if x_cache(&res) == "HIT" { 'h' } else { 'm' });
+        }
+        out
+    };
+
+    // a new instance looks up and stores every first sighting (another
+    // instance may have stored it; it may be asked for again) until a
+    // window of first sightings shows neither pays off
+    let once = fresh_keys(WINDOW);
+    assert_eq!(x_caches(&a, &once).await, "m".repeat(once.len()));
+    assert_eq!(metric(&metrics.cache_lookups_skipped), 0);
+
+    // from then on one first sighting in PROBE_EVERY is looked up (and
+    // stored); the others are executed at once and not stored
+    let lookups = command_calls(&redis, "mget");
+    let stores = metric(&metrics.cache_stores);
+    let keys = fresh_keys(4 * PROBE_EVERY);
+    assert_eq!(x_caches(&a, &keys).await, "m".repeat(keys.len()));
+    let skipped = 4 * (PROBE_EVERY - 1);
+    assert_eq!(metric(&metrics.cache_lookups_skipped), skipped);
+    assert_eq!(metric(&metrics.cache_stores_skipped), skipped);
+    assert_eq!(command_calls(&redis, "mget") - lookups, 4, "probes only");
+    assert_eq!(metric(&metrics.cache_stores) - stores, 4);
+    // a second sighting is looked up: the probes' results hit, the others
+    // are stored now; the third request hits
+    let second = x_caches(&a, &keys).await;
+    assert_eq!(second.matches('h').count(), 4, "{second}");
+    assert_eq!(x_caches(&a, &keys).await, "h".repeat(keys.len()));
+
+    // another instance stores results before this one first asks for them
+    // (it stores every result): the probes find them, and first sightings
+    // are looked up again
+    let b = TestApp::on(
+        a.db.shared(),
+        Config {
+            cache_adaptive_first_sightings: false,
+            ..a.app.services.config.as_ref().clone()
+        },
+    )
+    .await;
+    let shared = fresh_keys(WINDOW * PROBE_EVERY + 20);
+    assert_eq!(x_caches(&b, &shared).await, "m".repeat(shared.len()));
+    let outcomes = x_caches(&a, &shared).await;
+    assert!(
+        outcomes.ends_with(&"h".repeat(20)),
+        "first sightings of entries B stored are looked up again: {outcomes}"
+    );
 }
