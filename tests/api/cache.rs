@@ -28,6 +28,16 @@ fn first_body(res: &Res) -> &serde_json::Value {
     &res.ok()["title"]["reviews"]["edges"][0]["node"]["body"]
 }
 
+/// Near-cache hits `t` served at its leased generation so far.
+fn leased_hits(t: &TestApp) -> u64 {
+    t.app
+        .services
+        .cache
+        .metrics
+        .cache_leased_hits
+        .load(Ordering::Relaxed)
+}
+
 /// A new title with one review by a new user: the review, the title, and
 /// the `TITLE_Q` variables that read it.
 async fn reviewed_title(
@@ -243,24 +253,16 @@ async fn leased_near_hits_ask_redis_nothing_and_every_write_reaches_them() {
     assert!((1..=ttl).contains(&pttl), "member set ttl: {pttl}");
     let mut c = a.conn().await;
     let (r, ti, vars) = reviewed_title(&mut c, "leaser", "Leased", 7).await;
-    let leased = |t: &TestApp| {
-        t.app
-            .services
-            .cache
-            .metrics
-            .cache_leased_hits
-            .load(Ordering::Relaxed)
-    };
 
     assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "MISS");
     for i in 0..12 {
         // B validates the entry in Redis once, then serves it from memory
         // with no round trip
         assert_eq!(x_cache(&b.gql(TITLE_Q, vars.clone()).await), "HIT");
-        let before = leased(&b);
+        let before = leased_hits(&b);
         let res = b.gql(TITLE_Q, vars.clone()).await;
         assert_eq!(x_cache(&res), "HIT");
-        assert_eq!(leased(&b), before + 1, "round {i}: a leased near hit");
+        assert_eq!(leased_hits(&b), before + 1, "round {i}: a leased near hit");
 
         // a write through A: once A answered, B has applied it
         edit_body(&a, &mut c, r, ti, &format!("edit {i}")).await;
@@ -321,13 +323,7 @@ async fn leased_hits_racing_writes_never_show_an_acknowledged_write_missing() {
         t.await.expect("reader");
     }
     assert!(
-        b.app
-            .services
-            .cache
-            .metrics
-            .cache_leased_hits
-            .load(Ordering::Relaxed)
-            > 25,
+        leased_hits(&b) > 25,
         "the readers were served leased near hits"
     );
 }
@@ -357,15 +353,7 @@ async fn without_a_lease_near_hits_read_the_generation_and_writes_still_reach_th
     }
     for t in [&a, &b] {
         assert!(!t.app.services.cache.lease_held());
-        assert_eq!(
-            t.app
-                .services
-                .cache
-                .metrics
-                .cache_leased_hits
-                .load(Ordering::Relaxed),
-            0
-        );
+        assert_eq!(leased_hits(t), 0);
     }
 }
 
@@ -668,17 +656,9 @@ async fn a_write_acknowledged_while_redis_was_paused_is_never_served_stale() {
     // B serves its near copy without asking Redis
     a.until_leased().await;
     b.until_leased().await;
-    let leased = || {
-        b.app
-            .services
-            .cache
-            .metrics
-            .cache_leased_hits
-            .load(Ordering::Relaxed)
-    };
-    let before = leased();
+    let before = leased_hits(&b);
     assert_eq!(x_cache(&b.gql(TITLE_Q, vars.clone()).await), "HIT");
-    assert_eq!(leased(), before + 1, "a leased near hit");
+    assert_eq!(leased_hits(&b), before + 1, "a leased near hit");
 
     assert_eq!(redis.cli(&["CLIENT", "PAUSE", "1000", "ALL"]), "OK");
     c.batch_execute(&format!(
@@ -744,17 +724,13 @@ async fn a_redis_restart_that_loses_every_key_never_revives_a_near_copy() {
     let (r, ti, vars) = reviewed_title(&mut c, "restarter", "Restarted", 6).await;
     assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "MISS");
     assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "HIT");
-    let leased = || {
-        a.app
-            .services
-            .cache
-            .metrics
-            .cache_leased_hits
-            .load(Ordering::Relaxed)
-    };
-    let before = leased();
+    let before = leased_hits(&a);
     assert_eq!(x_cache(&a.gql(TITLE_Q, vars.clone()).await), "HIT");
-    assert_eq!(leased(), before + 1, "a leased near hit before the restart");
+    assert_eq!(
+        leased_hits(&a),
+        before + 1,
+        "a leased near hit before the restart"
+    );
 
     // no persistence: counters, entries and lease members are all gone
     redis.restart();
@@ -778,7 +754,7 @@ async fn a_redis_restart_that_loses_every_key_never_revives_a_near_copy() {
         );
     }
     assert!(
-        leased() > before + 1,
+        leased_hits(&a) > before + 1,
         "leased near hits resumed after the restart"
     );
     // an entry stored late by a request that read the counters before the
