@@ -35,6 +35,7 @@ impl Scope {
 }
 
 /// A document reduced to its tokens, plus whether it names viewer fields.
+#[derive(Debug)]
 pub struct Normalized {
     /// Tokens joined by single spaces.
     pub text: String,
@@ -132,41 +133,47 @@ pub fn normalize(doc: &str) -> Normalized {
 /// Serializes variables with object keys sorted, so key order and
 /// whitespace never matter; `null` and absent are the empty object.
 pub fn canonical_variables(vars: Option<&Value>) -> String {
-    fn write(v: &Value, out: &mut String) {
+    // serde_json writes strings and scalars exactly as `Value`'s `Display`
+    // does; writing them into one buffer spares an allocation per value
+    fn write(v: &Value, out: &mut Vec<u8>) {
         match v {
             Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.iter().enumerate() {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                out.push(b'{');
+                for (i, (k, v)) in entries.into_iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
-                    out.push_str(&Value::String((*k).clone()).to_string());
-                    out.push(':');
-                    write(&map[*k], out);
+                    // writing into a Vec cannot fail
+                    let _ = serde_json::to_writer(&mut *out, k);
+                    out.push(b':');
+                    write(v, out);
                 }
-                out.push('}');
+                out.push(b'}');
             }
             Value::Array(items) => {
-                out.push('[');
+                out.push(b'[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     write(item, out);
                 }
-                out.push(']');
+                out.push(b']');
             }
-            other => out.push_str(&other.to_string()),
+            other => {
+                let _ = serde_json::to_writer(&mut *out, other);
+            }
         }
     }
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(64);
     match vars {
-        None | Some(Value::Null) => out.push_str("{}"),
+        None | Some(Value::Null) => out.extend_from_slice(b"{}"),
         Some(v) => write(v, &mut out),
     }
-    out
+    // serde_json writes UTF-8 only
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The hex sha256 identifying one cacheable request.
@@ -176,13 +183,20 @@ pub fn request_hash(
     variables: &str,
     scope: &Scope,
 ) -> String {
+    finish_hash(hash_prefix(normalized), operation, variables, scope)
+}
+
+/// The hash state after a request key's first part, the normalized document.
+fn hash_prefix(normalized: &str) -> Sha256 {
     let mut h = Sha256::new();
-    for part in [
-        normalized,
-        operation.unwrap_or(""),
-        variables,
-        &scope.as_key_part(),
-    ] {
+    h.update(normalized.as_bytes());
+    h.update([0u8]);
+    h
+}
+
+/// [`request_hash`] from the state [`hash_prefix`] left.
+fn finish_hash(mut h: Sha256, operation: Option<&str>, variables: &str, scope: &Scope) -> String {
+    for part in [operation.unwrap_or(""), variables, &scope.as_key_part()] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
@@ -192,38 +206,71 @@ pub fn request_hash(
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A normalized document with its key's hash state so far: what every
+/// request sending the same document text shares, whatever its variables
+/// (see [`KeyMemo::document`]).
+pub struct Document {
+    /// The document's tokens.
+    pub normalized: Normalized,
+    /// [`hash_prefix`] of the normalized text.
+    prefix: Sha256,
+}
+
+impl Document {
+    /// Normalizes `doc`.
+    pub fn new(doc: &str) -> Self {
+        let normalized = normalize(doc);
+        let prefix = hash_prefix(&normalized.text);
+        Self { normalized, prefix }
+    }
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("normalized", &self.normalized)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything a cacheable query's key depends on except the viewer.
 #[derive(Debug)]
 pub struct Keyed {
     /// The normalized document.
-    pub normalized: String,
+    pub document: std::sync::Arc<Document>,
     /// The operation name sent.
     pub operation: Option<String>,
     /// The canonical variables.
     pub variables: String,
-    /// Whether the document names viewer fields (cached per viewer).
-    pub mentions_viewer: bool,
     /// The key for [`Scope::Public`], computed once.
     pub public_hash: String,
 }
 
 impl Keyed {
     /// Keys a query from its parts.
-    pub fn new(normalized: Normalized, operation: Option<&str>, variables: Option<&Value>) -> Self {
+    pub fn new(
+        document: std::sync::Arc<Document>,
+        operation: Option<&str>,
+        variables: Option<&Value>,
+    ) -> Self {
         let variables = canonical_variables(variables);
-        let public_hash = request_hash(&normalized.text, operation, &variables, &Scope::Public);
+        let public_hash = finish_hash(
+            document.prefix.clone(),
+            operation,
+            &variables,
+            &Scope::Public,
+        );
         Self {
-            normalized: normalized.text,
+            document,
             operation: operation.map(str::to_owned),
             variables,
-            mentions_viewer: normalized.mentions_viewer,
             public_hash,
         }
     }
 
     /// The scope a viewer's request falls in.
     pub fn scope(&self, viewer: Option<i64>) -> Scope {
-        match (self.mentions_viewer, viewer) {
+        match (self.document.normalized.mentions_viewer, viewer) {
             (false, _) => Scope::Public,
             (true, None) => Scope::Anonymous,
             (true, Some(id)) => Scope::User(id),
@@ -234,8 +281,8 @@ impl Keyed {
     pub fn hash(&self, scope: &Scope) -> String {
         match scope {
             Scope::Public => self.public_hash.clone(),
-            _ => request_hash(
-                &self.normalized,
+            _ => finish_hash(
+                self.document.prefix.clone(),
                 self.operation.as_deref(),
                 &self.variables,
                 scope,
@@ -250,10 +297,23 @@ impl Keyed {
 /// A body is remembered the second time it is seen (bodies seen once, like
 /// W4's ever-new cursors, cost only a fingerprint). Bounded by entries and
 /// body size; full means cleared (cheap, and hot bodies return at once).
+///
+/// It also remembers normalized documents by their text
+/// ([`KeyMemo::document`]): clients send the same few documents with ever
+/// new variables (a page after a new cursor, a title by id), and those
+/// bodies are new each time.
 pub struct KeyMemo {
     map: std::sync::Mutex<MemoMap>,
     seen_once: std::sync::Mutex<std::collections::HashSet<u64>>,
     fingerprint: foldhash::fast::RandomState,
+    documents: std::sync::Mutex<Documents>,
+}
+
+/// Documents by their text, and the bytes they hold (text and tokens).
+#[derive(Default)]
+struct Documents {
+    map: std::collections::HashMap<Box<str>, std::sync::Arc<Document>, foldhash::fast::RandomState>,
+    bytes: usize,
 }
 
 /// Seeded per process: keys are request bodies, chosen by clients.
@@ -264,6 +324,12 @@ type MemoMap =
 const MEMO_ENTRIES: usize = 8192;
 /// Larger bodies are keyed each time.
 const MEMO_MAX_BODY: usize = 4096;
+/// Documents kept at most.
+const DOCUMENT_ENTRIES: usize = 1024;
+/// Bytes of documents (text and tokens) kept at most.
+const DOCUMENT_BYTES: usize = 4 << 20;
+/// Longer documents are normalized each time.
+const DOCUMENT_MAX_LEN: usize = 64 << 10;
 
 impl Default for KeyMemo {
     fn default() -> Self {
@@ -274,11 +340,38 @@ impl Default for KeyMemo {
             )),
             seen_once: std::sync::Mutex::new(std::collections::HashSet::new()),
             fingerprint: foldhash::fast::RandomState::default(),
+            documents: std::sync::Mutex::new(Documents::default()),
         }
     }
 }
 
 impl KeyMemo {
+    /// `doc` normalized, from memory when this text was seen lately.
+    /// Bounded by entries and bytes; full means cleared, as for bodies.
+    pub fn document(&self, doc: &str) -> std::sync::Arc<Document> {
+        if doc.len() > DOCUMENT_MAX_LEN {
+            return std::sync::Arc::new(Document::new(doc));
+        }
+        if let Ok(docs) = self.documents.lock()
+            && let Some(found) = docs.map.get(doc)
+        {
+            return found.clone();
+        }
+        // normalized outside the lock
+        let document = std::sync::Arc::new(Document::new(doc));
+        if let Ok(mut docs) = self.documents.lock() {
+            let size = doc.len() + document.normalized.text.len();
+            if docs.map.len() >= DOCUMENT_ENTRIES || docs.bytes + size > DOCUMENT_BYTES {
+                docs.map.clear();
+                docs.bytes = 0;
+            }
+            if docs.map.insert(doc.into(), document.clone()).is_none() {
+                docs.bytes += size;
+            }
+        }
+        document
+    }
+
     /// The key parts of a body seen before.
     pub fn get(&self, body: &[u8]) -> Option<std::sync::Arc<Keyed>> {
         if body.len() > MEMO_MAX_BODY {
@@ -327,7 +420,7 @@ mod tests {
         let body = bytes::Bytes::from_static(br#"{"query":"{ titles { totalCount } }"}"#);
         let keyed = || {
             std::sync::Arc::new(Keyed::new(
-                normalize("{ titles { totalCount } }"),
+                std::sync::Arc::new(Document::new("{ titles { totalCount } }")),
                 None,
                 None,
             ))
@@ -393,5 +486,60 @@ mod tests {
             request_hash("x", None, "{}", &Scope::User(1)),
             request_hash("x", None, "{}", &Scope::User(2))
         );
+    }
+
+    #[test]
+    fn keys_stay_what_they_were() {
+        // sha256 of "x\0\0{}\0public\0": keys change only with their format
+        assert_eq!(
+            request_hash("x", None, "{}", &Scope::Public),
+            "cfeeaa2e82a230442596cc535ff418be2d784937b78454139bca83187de01e63"
+        );
+        let vars: Value =
+            serde_json::from_str(r#"{"id":"5","a":[1,"é\n",null,true,2.5,{"z":0,"\"":1}]}"#)
+                .expect("json");
+        assert_eq!(
+            canonical_variables(Some(&vars)),
+            r#"{"a":[1,"é\n",null,true,2.5,{"\"":1,"z":0}],"id":"5"}"#
+        );
+    }
+
+    #[test]
+    fn a_remembered_document_keys_like_a_fresh_one() {
+        use std::sync::Arc;
+        let memo = KeyMemo::default();
+        let text = "query Q($id: ID!) { title(id: $id) { name viewerHasLiked } }";
+        let doc = memo.document(text);
+        assert!(
+            Arc::ptr_eq(&doc, &memo.document(text)),
+            "the same text is normalized once"
+        );
+        let vars = serde_json::json!({ "id": "5" });
+        let keyed = Keyed::new(doc, Some("Q"), Some(&vars));
+        let fresh = normalize(text);
+        for scope in [Scope::Public, Scope::Anonymous, Scope::User(7)] {
+            assert_eq!(
+                keyed.hash(&scope),
+                request_hash(&fresh.text, Some("Q"), r#"{"id":"5"}"#, &scope)
+            );
+        }
+        assert_eq!(keyed.scope(Some(7)), Scope::User(7));
+        assert_eq!(keyed.scope(None), Scope::Anonymous);
+    }
+
+    #[test]
+    fn the_document_memo_is_bounded() {
+        use std::sync::Arc;
+        let memo = KeyMemo::default();
+        let first = memo.document("{ a0 }");
+        for i in 1..=DOCUMENT_ENTRIES {
+            memo.document(&format!("{{ a{i} }}"));
+        }
+        assert!(
+            !Arc::ptr_eq(&first, &memo.document("{ a0 }")),
+            "full means cleared"
+        );
+        let long = format!("{{ {} }}", "a ".repeat(DOCUMENT_MAX_LEN));
+        assert!(!Arc::ptr_eq(&memo.document(&long), &memo.document(&long)));
     }
 }

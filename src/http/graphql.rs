@@ -30,7 +30,7 @@ use crate::{
     cache::{
         Entry, Lookup, Snapshot,
         flight::{Role, follow},
-        key::{Keyed, Scope, normalize},
+        key::{Keyed, Scope},
         now_ms,
     },
     error::AppError,
@@ -334,8 +334,11 @@ pub async fn execute(
         );
     };
     let cache = &app.services.cache;
-    let normalized = normalize(query);
-    let is_query = !matches!(normalized.first_token.as_str(), "mutation" | "subscription");
+    let document = app.keys.document(query);
+    let is_query = !matches!(
+        document.normalized.first_token.as_str(),
+        "mutation" | "subscription"
+    );
     if !(is_query && cache.query_cache_enabled()) {
         if is_query {
             cache.metrics.cache_bypasses.fetch_add(1, Ordering::Relaxed);
@@ -352,7 +355,7 @@ pub async fn execute(
         .await;
     }
     let keyed = Arc::new(Keyed::new(
-        normalized,
+        document,
         input.operation_name.as_deref(),
         input.variables.as_ref(),
     ));
