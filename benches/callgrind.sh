@@ -5,7 +5,10 @@
 #   bash benches/callgrind.sh w1            # cache on
 #   CACHE=off bash benches/callgrind.sh w4  # cache off (W4-off)
 # env: SECONDS_MEASURED (6), PORT (18393), PG, REDIS_URL, BENCH_RUN_DIR,
-#      SERVER (the server binary; default: the last run's copy)
+#      SERVER (the server binary; default: the last run's copy),
+#      BEFORE (a workload run on the server before the warm-up, e.g. w3: the
+#      state run.sh's W4 server is in), KEEP (a folder to copy the profile
+#      to, for callgrind_annotate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:?usage: bash benches/callgrind.sh <w1|w2|w3|w4> [cache on|off via CACHE=]}
@@ -29,11 +32,12 @@ env "${ttl[@]}" "${BENCH_ENV[@]}" RUST_LOG=info REDIS_TIMEOUT_MS=2000 \
   valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p" "$SERVER" serve >"$OUT/server.log" 2>&1 &
 SP=$!
 "$LOAD" wait --url "http://127.0.0.1:$PORT" --timeout-secs 120 >/dev/null
-run() { # seconds seed out
+run() { # seconds seed out (workload: $W)
   "$LOAD" run --url "http://127.0.0.1:$PORT" --workload "$W" --label "$W" --cache "${CACHE:-on}" \
     --duration "$1" --warmup 1 --connections 8 --threads 1 --cursor-cache "$RUN_DIR/cursors.txt" \
     --out "$3" --run-id callgrind --seed "$2" >/dev/null 2>&1
 }
+if [ -n "${BEFORE:-}" ]; then W=$BEFORE run 3 4 "$OUT/before.jsonl"; fi
 run 3 5 "$OUT/warm.jsonl"                    # warm-up (fills the cache)
 VP=$(pgrep -f "callgrind.*serve" | head -1)
 callgrind_control -z "$VP" >/dev/null 2>&1        # count only the measured phase
@@ -42,3 +46,4 @@ callgrind_control -d "$VP" >/dev/null 2>&1
 N=$(tail -1 "$OUT/run.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
 IR=$(grep -h '^summary:' "$OUT"/cg.*.1 | awk '{print $2}')
 echo "$W cache=${CACHE:-on}: $N requests, $((IR / N)) instructions per request (server, user space)"
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$OUT"/cg.*.1 "$KEEP/"; fi

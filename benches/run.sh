@@ -20,7 +20,7 @@ usage: bash benches/run.sh [--duration S] [--warmup S] [--connections N]
                     (env WORKLOADS, default "baseline w1 w2 w3 w4 w5 w6 w4-off")
   --skip-build      reuse the binaries of the previous run
 env: PORT (18391), BASELINE_PORT (18392), PAIR_PORT (18394: the cache-off server
-     W4-off runs on, interleaved with W4), SLICE (2: seconds per W4/W4-off slice),
+     W4-off runs on, interleaved with W4), SLICE (0.5: seconds per W4/W4-off slice),
      PG (postgres://postgres@127.0.0.1:5432),
      REDIS_URL (redis://127.0.0.1:6379), SERVER_RUST_LOG (info),
      BENCH_RUN_DIR (/tmp/nexora-bench: binaries, logs, cursor cache, profiles),
@@ -207,14 +207,15 @@ if wants baseline || wants w1 || wants w2 || wants w3 || wants w4 || wants w5; t
     wants "$w" || continue
     if [ "$w" = w4 ] && wants w4-off; then
       # W4 and W4-off compare the cache's cost on a miss: they run in
-      # alternating 2 s slices against this server and a cache-off one, so
+      # alternating 0.5 s slices against this server and a cache-off one, so
       # both see the same machine (on a shared one, two runs a minute apart
-      # differed by up to 30%)
+      # differed by up to 30%; two cache-off servers paired in 2 s slices
+      # differed by up to 4.7%, in 0.5 s slices by up to 2.1%)
       log "cache-off server for W4-off on port $PAIR_PORT (interleaved with W4)"
       launch "$PAIR_PORT" 0 server-off.log
       PAIR_PID=$LAUNCHED
       run_w W4 w4 on "$URL" "$SERVER_PID" --pair-url "http://127.0.0.1:$PAIR_PORT" \
-        --pair-label W4-off --pair-cache off --pair-server-pid "$PAIR_PID" --slice "${SLICE:-2}"
+        --pair-label W4-off --pair-cache off --pair-server-pid "$PAIR_PID" --slice "${SLICE:-0.5}"
       stop_pid "$PAIR_PID" "cache-off server"; PAIR_PID=
     else
       run_w "${w^^}" "$w" on "$URL" "$SERVER_PID"
