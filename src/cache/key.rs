@@ -176,17 +176,8 @@ pub fn canonical_variables(vars: Option<&Value>) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// The hex sha256 identifying one cacheable request.
-pub fn request_hash(
-    normalized: &str,
-    operation: Option<&str>,
-    variables: &str,
-    scope: &Scope,
-) -> String {
-    finish_hash(hash_prefix(normalized), operation, variables, scope)
-}
-
-/// The hash state after a request key's first part, the normalized document.
+/// The hash state after a request key's first part, the normalized document
+/// (each part is followed by a zero byte).
 fn hash_prefix(normalized: &str) -> Sha256 {
     let mut h = Sha256::new();
     h.update(normalized.as_bytes());
@@ -194,7 +185,9 @@ fn hash_prefix(normalized: &str) -> Sha256 {
     h
 }
 
-/// [`request_hash`] from the state [`hash_prefix`] left.
+/// The hex sha256 identifying one cacheable request, from the state
+/// [`hash_prefix`] left: the operation name, the canonical variables and
+/// the scope follow the document.
 fn finish_hash(mut h: Sha256, operation: Option<&str>, variables: &str, scope: &Scope) -> String {
     for part in [operation.unwrap_or(""), variables, &scope.as_key_part()] {
         h.update(part.as_bytes());
@@ -413,6 +406,16 @@ impl KeyMemo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request's key from its parts in one go, as [`Keyed`] computes it in two.
+    fn request_hash(
+        normalized: &str,
+        operation: Option<&str>,
+        variables: &str,
+        scope: &Scope,
+    ) -> String {
+        finish_hash(hash_prefix(normalized), operation, variables, scope)
+    }
 
     #[test]
     fn the_memo_keeps_bodies_seen_twice_and_keys_them_like_a_parse() {
