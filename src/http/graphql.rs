@@ -400,7 +400,7 @@ async fn execute_keyed(
         },
         Role::Leader(leader) => {
             let out = compute().await;
-            leader.finish(out.clone());
+            leader.finish(&out);
             out
         }
     }
