@@ -817,5 +817,36 @@ fn report_failure(metrics: &Metrics, breaker: &Breaker, what: &str, e: &fred::er
 /// bodies get equal ETags, so a recomputed but unchanged result still
 /// answers `If-None-Match` with 304).
 pub fn etag_of(body: &[u8]) -> String {
-    format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(body))
+    // written digit by digit: `format!("{:032x}")` cost more than a tenth of
+    // the cache's own work on a miss (callgrind, W4)
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = xxhash_rust::xxh3::xxh3_128(body);
+    let mut etag = String::with_capacity(34);
+    etag.push('"');
+    for shift in (0..32).rev() {
+        etag.push(char::from(HEX[(hash >> (shift * 4)) as usize & 15]));
+    }
+    etag.push('"');
+    etag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etag_of;
+
+    #[test]
+    fn etags_are_the_quoted_hex_of_the_bodys_xxh3() {
+        for body in [
+            &b""[..],
+            b"{}",
+            b"{\"data\":{\"title\":null}}",
+            &[0xff; 300],
+        ] {
+            let expected = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(body));
+            assert_eq!(etag_of(body), expected);
+        }
+        // leading zero digits are kept: ETags of clients' earlier responses
+        // still match
+        assert_eq!(etag_of(b"").len(), 34);
+    }
 }
