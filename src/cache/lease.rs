@@ -219,11 +219,18 @@ impl Lease {
         self.valid_until_us.store(0, Ordering::Release);
     }
 
+    /// Gives the lease up for good without telling Redis: no renewal or
+    /// join is sent from now on (one already in flight may still land).
+    /// Writers keep waiting for this member until its lease has run out.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.drop_lease();
+    }
+
     /// Gives the lease up for good and leaves the members, so writers stop
     /// waiting for this instance (at shutdown, once no request is served).
     pub async fn leave(&self, r: &RedisBackend) {
-        self.stopped.store(true, Ordering::Release);
-        self.drop_lease();
+        self.stop();
         if let Err(e) = r.lease_leave(&self.prefix, self.id.clone()).await {
             tracing::debug!(error = %e, "could not leave the cache members");
         }

@@ -340,6 +340,15 @@ impl Cache {
         }
     }
 
+    /// Stops renewing the lease at once, without a round trip (see
+    /// [`Lease::stop`]); [`Cache::leave`] also leaves the members. For code
+    /// that cannot wait, such as a test's cleanup in `Drop`.
+    pub fn stop_lease(&self) {
+        if let Some(l) = &self.lease {
+            l.stop();
+        }
+    }
+
     /// This instance's id among the lease members (Redis backend only).
     pub fn lease_id(&self) -> Option<&str> {
         self.lease.as_ref().map(|l| l.id())

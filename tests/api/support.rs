@@ -328,6 +328,9 @@ impl Drop for TestApp {
     /// A test's Redis keys go with it (its prefix is its own): the epoch and
     /// generation counters have no expiry and would pile up run after run.
     fn drop(&mut self) {
+        // first: a heartbeat finding itself no member once the keys are
+        // gone would join again and leave the member set behind
+        self.app.services.cache.stop_lease();
         let config = &self.app.services.config;
         if !self.db.owned || config.redis_url != REDIS_URL {
             return;
