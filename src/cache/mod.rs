@@ -826,22 +826,26 @@ fn report_failure(metrics: &Metrics, breaker: &Breaker, what: &str, e: &fred::er
 /// bodies get equal ETags, so a recomputed but unchanged result still
 /// answers `If-None-Match` with 304).
 pub fn etag_of(body: &[u8]) -> String {
-    // written digit by digit: `format!("{:032x}")` cost more than a tenth of
-    // the cache's own work on a miss (callgrind, W4)
+    quoted_hex(xxhash_rust::xxh3::xxh3_128(body))
+}
+
+/// `"…"` around the 32 lowercase hex digits of `hash`, written digit by
+/// digit: `format!("\"{:032x}\"")` cost ~1.5k instructions per miss
+/// (callgrind, W4), a third as much as hashing the ~9 KB body.
+fn quoted_hex(hash: u128) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let hash = xxhash_rust::xxh3::xxh3_128(body);
-    let mut etag = String::with_capacity(34);
-    etag.push('"');
+    let mut out = String::with_capacity(34);
+    out.push('"');
     for shift in (0..32).rev() {
-        etag.push(char::from(HEX[(hash >> (shift * 4)) as usize & 15]));
+        out.push(char::from(HEX[(hash >> (shift * 4)) as usize & 15]));
     }
-    etag.push('"');
-    etag
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::etag_of;
+    use super::{etag_of, quoted_hex};
 
     #[test]
     fn etags_are_the_quoted_hex_of_the_bodys_xxh3() {
@@ -854,8 +858,12 @@ mod tests {
             let expected = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(body));
             assert_eq!(etag_of(body), expected);
         }
-        // leading zero digits are kept: ETags of clients' earlier responses
-        // still match
-        assert_eq!(etag_of(b"").len(), 34);
+        // all 32 digits, leading zeros included: ETags clients kept from
+        // earlier responses still match
+        assert_eq!(quoted_hex(0), format!("\"{}\"", "0".repeat(32)));
+        assert_eq!(quoted_hex(0xab), format!("\"{}ab\"", "0".repeat(30)));
+        assert_eq!(quoted_hex(u128::MAX), format!("\"{}\"", "f".repeat(32)));
+        let mixed = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
+        assert_eq!(quoted_hex(mixed), format!("\"{mixed:032x}\""));
     }
 }
