@@ -202,6 +202,7 @@ fn finish_hash(mut h: Sha256, operation: Option<&str>, variables: &str, scope: &
 /// A normalized document with its key's hash state so far: what every
 /// request sending the same document text shares, whatever its variables
 /// (see [`KeyMemo::document`]).
+#[derive(Debug)]
 pub struct Document {
     /// The document's tokens.
     pub normalized: Normalized,
@@ -215,14 +216,6 @@ impl Document {
         let normalized = normalize(doc);
         let prefix = hash_prefix(&normalized.text);
         Self { normalized, prefix }
-    }
-}
-
-impl std::fmt::Debug for Document {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Document")
-            .field("normalized", &self.normalized)
-            .finish_non_exhaustive()
     }
 }
 
